@@ -1,0 +1,77 @@
+"""The executor interface: run prepared trial commands somewhere, report how each process ended.
+
+Executors only run processes. Writing configs, reading metrics and judging outcomes
+happen in `bisect_runs.trials`, the same for every executor, so Slurm and Ray
+executors plug in without touching the strategies.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One process to run: a trial's fully substituted argv, its run directory and environment."""
+
+    trial_id: str
+    argv: tuple[str, ...]
+    run_dir: Path
+    env: dict[str, str]  # only the contract's additions; executors merge it over os.environ
+    stdout_path: Path
+    stderr_path: Path
+    timeout_s: float | None = None
+    gpus: int = 0  # GPUs this trial needs (0 = CPU slot)
+
+
+@dataclass(frozen=True)
+class ProcessEnd:
+    """How a launched process ended, as the executor saw it."""
+
+    trial_id: str
+    status: str  # "exited" | "timeout" | "interrupted" | "lost" (infrastructure: node failure, preemption)
+    returncode: int | None
+    wall_s: float
+    job_id: str | None = None
+    slot: str | None = None  # e.g. "gpu:0,1" or "cpu:3"
+    detail: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Executor(abc.ABC):
+    """Runs launches concurrently on its slots; outcomes come back as they finish."""
+
+    name = "abstract"
+
+    @property
+    @abc.abstractmethod
+    def capacity(self) -> int:
+        """How many launches run at once (the P that strategies plan rounds for)."""
+
+    @abc.abstractmethod
+    def submit(self, launches: Sequence[Launch]) -> None:
+        """Queue launches; they start as slots free up."""
+
+    @abc.abstractmethod
+    def wait(self, timeout: float | None = None) -> list[ProcessEnd]:
+        """Block until at least one launch ends (or timeout); return every end seen so far."""
+
+    @abc.abstractmethod
+    def cancel(self) -> list[ProcessEnd]:
+        """Stop everything queued or running; return their ends with status "interrupted"."""
+
+    def pending(self) -> int:
+        """Launches submitted and not yet returned by `wait`."""
+        return 0
+
+    def close(self) -> None:
+        """Release resources (threads, cluster connections)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
