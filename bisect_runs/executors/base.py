@@ -8,7 +8,7 @@ executors plug in without touching the strategies.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +45,10 @@ class Executor(abc.ABC):
     """Runs launches concurrently on its slots; outcomes come back as they finish."""
 
     name = "abstract"
+    supports_reattach = False  # cluster executors can pick up jobs a previous search left running
+    # Set by the runner: called with (trial_id, job_id) as soon as a job id is known, so the
+    # journal can record it and `--resume` can re-attach instead of resubmitting.
+    on_submitted: Callable[[str, str], None] | None = None
 
     @property
     @abc.abstractmethod
@@ -62,6 +66,10 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def cancel(self) -> list[ProcessEnd]:
         """Stop everything queued or running; return their ends with status "interrupted"."""
+
+    def reattach(self, launches: Sequence[tuple[Launch, str]]) -> None:
+        """Watch jobs submitted by an earlier search (launch, job id) as if just submitted."""
+        raise NotImplementedError(f"the {self.name} executor cannot re-attach to running jobs")
 
     def pending(self) -> int:
         """Launches submitted and not yet returned by `wait`."""
