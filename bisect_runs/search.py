@@ -1,0 +1,304 @@
+"""`search`: diff two configs, run the strategy's rounds of trials, write summary.json.
+
+The glue between the layers: the diff gives factors, the strategy asks for (point, seed)
+requests, this module turns each request into a trial (a variant of the bad config), the
+runner executes a whole round at once, and outcomes go back to the strategy as
+observations. The decision is mapped back from factor indices to config keys.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bisect_runs.diff import DiffOptions, Factor, diff_configs, load_defaults
+from bisect_runs.errors import SettingsError
+from bisect_runs.executors import get_executor
+from bisect_runs.journal import Journal
+from bisect_runs.metrics import MetricSpec
+from bisect_runs.progress import Progress
+from bisect_runs.project import Settings, load_project, make_settings
+from bisect_runs.runner import TrialRunner
+from bisect_runs.sources import load_config
+from bisect_runs.strategies import make_strategy
+from bisect_runs.strategies.base import (
+    INFRA,
+    Decision,
+    Effect,
+    Observation,
+    Point,
+    Request,
+    SearchContext,
+)
+from bisect_runs.trials import OK, Outcome, Trial, make_trial
+from bisect_runs.variants import ABSENT, write_variant
+
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class SearchResult:
+    """What a search found; `summary.json` is its JSON form."""
+
+    good: str
+    bad: str
+    metric: str
+    mode: str
+    steps: int
+    strategy: str
+    reproduced: bool
+    differences: list[dict[str, Any]]
+    factors: list[dict[str, Any]]
+    culprits: list[list[str]]
+    effects: list[dict[str, Any]]
+    runs: int
+    rounds: int
+    verdict: str
+    regression: dict[str, Any] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    complete: bool = True  # False when a budget ran out or the search was interrupted
+
+    @property
+    def exit_code(self) -> int:
+        """0 culprit(s) found, 1 regression not reproduced or not localized."""
+        return 0 if self.reproduced and self.culprits else 1
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def search(settings: Settings | None = None, /, **flags: Any) -> SearchResult:
+    """Run a whole search; `flags` override bisect.yaml in the current directory."""
+    if settings is None:
+        settings = make_settings(load_project(), flags)
+    return Search(settings).run()
+
+
+class Search:
+    """One search over one OUT_DIR: builds trials from points and drives the strategy."""
+
+    def __init__(self, settings: Settings, progress: Progress | None = None) -> None:
+        self.settings = settings
+        self.progress = progress
+        _require(settings)
+        self.good = load_config(_spec(settings, settings.good), settings.format_good)
+        self.bad = load_config(_spec(settings, settings.bad), settings.format_bad)
+        self.diff = diff_configs(self.good, self.bad, diff_options(settings))
+        self.factors: list[Factor] = [
+            f for f in self.diff.factors if settings.include_all or f.level != "none"
+        ]
+        self.command = tuple(shlex.split(settings.command or ""))
+        self.out_dir = settings.path(settings.out) or Path(settings.out)
+        self.rounds: list[dict[str, Any]] = []
+        self.outcomes: dict[tuple[Point, int], list[Outcome]] = {}
+
+    # -- points -> trials -------------------------------------------------------------
+
+    def changes_for(self, point: Point) -> dict[str, Any]:
+        """The flat-key changes to the bad config that put every factor outside `point` at A."""
+        changes: dict[str, Any] = {}
+        for index, factor in enumerate(self.factors):
+            if index in point:
+                continue
+            for d in factor.differences:
+                key = d.key_b or d.key_a
+                assert key is not None
+                changes[key] = ABSENT if d.key_a is None or d.a_default else self.diff.flat_a.values[d.key_a]
+        return changes
+
+    def label(self, point: Point) -> str:
+        n = len(self.factors)
+        if not point:
+            return "A"
+        if len(point) == n:
+            return "B"
+        if len(point) <= n / 2:
+            return "A + {" + ", ".join(self.factors[i].name for i in sorted(point)) + "}"
+        missing = sorted(set(range(n)) - point)
+        return "B - {" + ", ".join(self.factors[i].name for i in missing) + "}"
+
+    def trial_for(self, request: Request) -> Trial:
+        changes = tuple(sorted(self.changes_for(request.point).items(), key=lambda kv: kv[0]))
+        assert self.settings.steps is not None
+        return make_trial(self.label(request.point), changes, request.seed, self.settings.steps, self.command)
+
+    def write_config(self, trial: Trial, dest: Path) -> Path:
+        """Write the trial's variant of the bad config into `dest`; return the path for {config}."""
+        paths: dict[tuple[str | int, ...], Any] = {}
+        for key, value in trial.changes:
+            path = self.diff.flat_b.paths.get(key) or self.diff.flat_a.paths.get(key)
+            paths[path if path is not None else tuple(key.split("."))] = value
+        return write_variant(self.bad, paths, dest)
+
+    # -- driving ------------------------------------------------------------------------
+
+    def context(self, parallel: int) -> SearchContext:
+        s = self.settings
+        return SearchContext(
+            n_factors=len(self.factors),
+            factor_names=[f.name for f in self.factors],
+            mode=s.mode,
+            min_effect=s.min_effect,
+            parallel=parallel,
+            max_runs=s.max_runs,
+            failure_value=s.failure_value,
+            prior_scores=[f.score for f in self.factors],
+            seed_base=s.seed_base,
+        )
+
+    def run(self) -> SearchResult:
+        s = self.settings
+        executor = get_executor(s.executor, **executor_options(s))
+        with executor, Journal(self.out_dir, resume=s.resume) as journal:
+            runner = TrialRunner(
+                self.out_dir,
+                executor,
+                journal,
+                self.write_config,
+                steps=s.steps,
+                metric=metric_spec(s),
+                timeout_s=s.timeout,
+                retries=s.retries,
+                progress=self.progress,
+                steps_key=s.steps_key,
+                seed_key=s.seed_key,
+            )
+            ctx = self.context(executor.capacity)
+            if not self.factors:
+                decision = Decision(False, [], [], "The configs do not differ in any searchable key.")
+                return self.finish(decision, runner, complete=True)
+            strategy = make_strategy(s.strategy, ctx)
+            started = time.monotonic()
+            decision = self.drive(strategy, runner, ctx, started)
+            return self.finish(decision, runner, complete=not ctx.out_of_time)
+
+    def drive(self, strategy: Any, runner: TrialRunner, ctx: SearchContext, started: float) -> Decision:
+        max_s = None if self.settings.max_hours is None else self.settings.max_hours * 3600
+        try:
+            requests = next(strategy)
+            while True:
+                observations = self.run_round(requests, runner)
+                ctx.runs_used = runner.runs
+                ctx.out_of_time = max_s is not None and time.monotonic() - started > max_s
+                requests = strategy.send(observations)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    def run_round(self, requests: list[Request], runner: TrialRunner) -> list[Observation]:
+        trials = [self.trial_for(r) for r in requests]
+        outcomes = runner.run(trials)
+        self.rounds.append(
+            {"round": len(self.rounds) + 1, "trials": [[t.label, t.seed, t.id] for t in trials]}
+        )
+        observations = []
+        for request, outcome in zip(requests, outcomes):
+            self.outcomes.setdefault((request.point, request.seed), []).append(outcome)
+            status = INFRA if getattr(outcome, "infra", False) else outcome.status
+            value = outcome.value if outcome.status == OK else None
+            observations.append(Observation(request.point, request.seed, status, value))
+        return observations
+
+    # -- results ------------------------------------------------------------------------
+
+    def finish(self, decision: Decision, runner: TrialRunner, complete: bool) -> SearchResult:
+        names = [f.name for f in self.factors]
+        keys = [_factor_keys(f) for f in self.factors]
+        result = SearchResult(
+            good=str(self.settings.good),
+            bad=str(self.settings.bad),
+            metric=str(self.settings.metric),
+            mode=self.settings.mode,
+            steps=int(self.settings.steps or 0),
+            strategy=self.settings.strategy,
+            reproduced=decision.reproduced,
+            differences=[d.to_json() for d in self.diff.differences],
+            factors=[{"name": n, "keys": k} for n, k in zip(names, keys)],
+            culprits=[[key for i in c for key in keys[i]] for c in decision.culprits],
+            effects=[_effect_json(e, names, keys) for e in decision.effects],
+            runs=runner.runs,
+            rounds=len(self.rounds),
+            verdict=decision.verdict,
+            regression=None if decision.regression is None else _effect_json(decision.regression, names, keys),
+            details={**_jsonable(decision.details), "trial_rounds": self.rounds},
+            complete=complete,
+        )
+        write_summary(self.out_dir, result)
+        return result
+
+
+def _factor_keys(factor: Factor) -> list[str]:
+    return [d.key_b or d.key_a or d.key for d in factor.differences]
+
+
+def _effect_json(e: Effect, names: list[str], keys: list[list[str]]) -> dict[str, Any]:
+    factor_keys = [k for i in e.factors for k in keys[i]]
+    return {
+        "key": ", ".join(factor_keys) if factor_keys else "B vs A",
+        "keys": factor_keys,
+        "factors": [names[i] for i in e.factors],
+        "effect": e.effect,
+        "ci_low": e.ci_low,
+        "ci_high": e.ci_high,
+        "explained_fraction": e.explained_fraction,
+        "p_value": e.p_value,
+        "n": e.n,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    """Make strategy details JSON-safe (frozensets and tuples to lists)."""
+    return json.loads(json.dumps(value, default=lambda o: sorted(o) if isinstance(o, (set, frozenset)) else str(o)))
+
+
+def write_summary(out_dir: Path, result: SearchResult) -> Path:
+    """Write summary.json atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / SUMMARY_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result.to_json(), indent=2, allow_nan=False, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def diff_options(s: Settings) -> DiffOptions:
+    defaults = dict(load_defaults(s.path(s.defaults_file))) if s.defaults_file else {}
+    defaults.update(s.defaults)
+    return DiffOptions(
+        ignore=list(s.ignore),
+        aliases=dict(s.aliases),
+        defaults=defaults,
+        rules_path=s.path(s.rules),
+        groups=dict(s.groups),
+    )
+
+
+def metric_spec(s: Settings) -> MetricSpec:
+    assert s.metric is not None
+    return MetricSpec(name=s.metric, source=s.metric_source, pattern=s.metric_pattern, path=s.metric_file, reduce=s.reduce)
+
+
+def executor_options(s: Settings) -> dict[str, Any]:
+    if s.executor == "slurm":
+        return {"folder": (s.path(s.out) or Path(s.out)) / "slurm", **s.slurm}
+    if s.executor == "ray":
+        return dict(s.ray)
+    return {"parallel": s.parallel, "gpus_per_trial": s.gpus_per_trial}
+
+
+def _spec(s: Settings, value: str | None) -> str:
+    assert value is not None
+    if ":" in value and not Path(value).exists():  # REV:PATH is read from git history
+        return value
+    return str(s.path(value))
+
+
+def _require(s: Settings) -> None:
+    missing = [name for name in ("good", "bad", "command", "metric", "steps") if getattr(s, name) in (None, "")]
+    if missing:
+        flags = ", ".join("--" + m for m in missing)
+        raise SettingsError(f"search needs {flags} (as flags or in bisect.yaml)")
+
