@@ -43,6 +43,53 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+@cli.command("diff")
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json", "csv"]), default="table", show_default=True, help="Output format.")
+@click.option("--all", "show_all", is_flag=True, help="Also show differences judged to have no effect (paths, workers, ...).")
+@click.option("--ignore", multiple=True, metavar="GLOB", help="Skip keys matching GLOB (repeatable).")
+@click.option("--alias", multiple=True, metavar="OLD=NEW", help="Pair key OLD of A with key NEW of B (repeatable).")
+@click.option("--defaults", "defaults_file", metavar="FILE", help="Values a key takes when a config lacks it.")
+@click.option("--rules", "rules_file", metavar="FILE", help="Impact rules tried before the shipped ones.")
+@click.option("--group", multiple=True, metavar="NAME=GLOB,GLOB", help="Keys that form one factor (repeatable).")
+@click.option("--strict-types", is_flag=True, help="Report a type change with an equal value (3 vs 3.0).")
+@click.option("--format-a", help="Force A's format (yaml, json, toml, dir, wandb, hydra, ...).")
+@click.option("--format-b", help="Force B's format.")
+@click.pass_context
+def diff_command(ctx: click.Context, a: str, b: str, fmt: str, show_all: bool, ignore: tuple[str, ...], alias: tuple[str, ...],
+                 defaults_file: str | None, rules_file: str | None, group: tuple[str, ...], strict_types: bool,
+                 format_a: str | None, format_b: str | None) -> None:
+    """Impact-ranked differences between config A (good) and B (bad); exit 0 same, 1 different, 2 error."""
+    from pathlib import Path
+
+    from bisect_runs.diff import DiffOptions, diff_configs, load_defaults
+    from bisect_runs.sources import load_config
+    from bisect_runs.tables import render
+
+    options = DiffOptions(
+        ignore=list(ignore),
+        aliases=dict(_pair_option("--alias", item) for item in alias),
+        defaults=load_defaults(defaults_file) if defaults_file else {},
+        rules_path=Path(rules_file) if rules_file else None,
+        strict_types=strict_types,
+        groups={name: [g for g in globs.split(",") if g] for name, globs in (_pair_option("--group", item) for item in group)},
+    )
+    result = diff_configs(load_config(a, format_a), load_config(b, format_b), options)
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo(render(result, fmt.lower(), show_all=show_all), nl=False)
+    ctx.exit(0 if result.identical else 1)
+
+
+def _pair_option(flag: str, value: str) -> tuple[str, str]:
+    """Split a LEFT=RIGHT option value, or fail with a usage error naming the flag."""
+    left, sep, right = value.partition("=")
+    if not sep or not left.strip() or not right.strip():
+        raise click.BadParameter(f"{value!r} is not of the form {'OLD=NEW' if flag == '--alias' else 'NAME=GLOB,GLOB'}", param_hint=flag)
+    return left.strip(), right.strip()
+
+
 @cli.command("search")
 @click.argument("good_bad", nargs=-1, metavar="[GOOD BAD]")
 @click.option("--good", help="The good config (A).")
@@ -107,6 +154,57 @@ def _interrupts_as_exit() -> Iterator[None]:
         sys.exit(130)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@cli.command("compare")
+@click.argument("run_a", metavar="RUN_A")
+@click.argument("run_b", metavar="RUN_B")
+@click.option("--mode", "modes", multiple=True, metavar="METRIC=min|max", help="Direction of a metric (repeatable); a bare min/max applies to all.")
+@click.option("--steps", "window", metavar="START:END", help="Compare only these steps, e.g. 15000:45000 (either side may be empty).")
+@click.option("--shift-b", type=int, default=0, help="Add this to every step of RUN_B (a resumed run that logged steps from 0).")
+@click.option("-k", "--noise-k", "k", type=float, default=3.0, show_default=True, help="Divergence threshold in noise sigmas.")
+@click.option("--smooth", type=click.IntRange(1), default=5, show_default=True, help="Points in the rolling mean of B - A.")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE instead of standard output.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), help="Write one overlay PNG per shared metric into DIR.")
+def compare_command(run_a: str, run_b: str, modes: tuple[str, ...], window: str | None, shift_b: int, k: float, smooth: int, fmt: str, output: str | None, plot_dir: str | None) -> None:
+    """Compare two finished runs' metric histories (metrics.jsonl, CSV, TensorBoard, W&B, MLflow)."""
+    from pathlib import Path
+
+    from bisect_runs.compare import compare_runs, parse_modes, parse_window, plot_comparison, render
+    from bisect_runs.report.output import write_text_atomic
+    from bisect_runs.runs import read_run
+
+    steps = parse_window(window)
+    a, b = read_run(run_a), read_run(run_b).shifted(shift_b)
+    comparison = compare_runs(a, b, modes=parse_modes(modes), steps=steps, k=k, smooth=smooth)
+    if plot_dir:
+        from bisect_runs.report import figures
+
+        if figures.available():
+            plot_comparison(comparison, a, b, Path(plot_dir), steps)
+        else:
+            click.echo("Plots skipped: matplotlib is not installed (pip install 'bisect-runs[report]').", err=True)
+    base = Path(output).parent if output else Path.cwd()
+    text = render(comparison, fmt, base=base)
+    if output:
+        write_text_atomic(Path(output), text)
+        click.echo(f"Wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+
+@cli.command("report")
+@click.argument("out_dir", metavar="OUT_DIR", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
+@click.option("--no-figures", is_flag=True, help="Write the page without figures.")
+def report_command(out_dir: str, fmt: str, no_figures: bool) -> None:
+    """(Re)write the report of a search in OUT_DIR from its summary and journal, without rerunning."""
+    from bisect_runs.report import write_report
+
+    path = write_report(out_dir, fmt=fmt, figures=not no_figures)
+    click.echo(f"Wrote {path}")
 
 
 def main() -> None:

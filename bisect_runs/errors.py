@@ -21,3 +21,7 @@ class TrialError(BisectError):
 
 class JournalError(BisectError):
     """The output directory's journal is locked or unreadable."""
+
+
+class RunError(BisectError):
+    """A finished run's directory (metrics, W&B, MLflow) or a search's output could not be read."""

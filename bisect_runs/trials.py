@@ -1,17 +1,54 @@
 """Trials: one training run of a variant config for a step budget with one seed.
 
-This module holds the records; preparing (writing the config, substituting the command),
-finishing (reading metrics, classifying the outcome) live here too.
+This module holds the records, prepares a trial (its directory, its config, the substituted
+command: `prepare_launch`) and judges how it went (`finish`), the same for every executor.
+Layout of `OUT_DIR/trials/<id>/`: `config/` (the variant as written), `run/` (the trainer's
+`{run_dir}`, empty at start), `stdout.log`, `stderr.log`, `launch.json`, `outcome.json`, and
+`attempt-N/` holding earlier attempts of a retried trial. See docs/trials.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+from bisect_runs.errors import TrialError
+from bisect_runs.executors.base import Launch, ProcessEnd
+from bisect_runs.metrics import (
+    MetricRead,
+    MetricSpec,
+    first_nonfinite,
+    read_metric,
+    reduce_history,
+    speed_from_log,
+)
 
 # Outcome statuses.
 OK, DIVERGED, CRASHED, TIMEOUT, INTERRUPTED = "ok", "diverged", "crashed", "timeout", "interrupted"
 FINISHED = frozenset({OK, DIVERGED, CRASHED, TIMEOUT})  # interrupted trials are run again on --resume
+
+PLACEHOLDERS = ("config", "run_dir", "steps", "seed", "overrides")
+ABSENT_JSON: dict[str, bool] = {"$absent": True}  # how a removed key (variants.ABSENT) is written in JSON
+STDERR_TAIL_LINES = 20
+ENV_PREFIX = "BISECT_RUNS_"
+START_ERROR = "start_error"  # ProcessEnd.extra key set by executors when the command could not start
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # other braces (JSON arguments) stay literal
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_./:@+-]+")  # needs no quotes in an override
+_NONFINITE_WORDS = re.compile(r"\bnan\b|\binf\b|non-finite|nonfinite|not finite", re.IGNORECASE)
+
+WriteConfig = Callable[["Trial", Path], Path]
 
 
 @dataclass(frozen=True)
@@ -43,3 +80,412 @@ class Outcome:
     job_id: str | None = None
     slot: str | None = None
     detail: str = ""
+    # A crash that did not repeat on retry (or a lost job): infrastructure, not judged.
+    infra: bool = False
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # earlier attempts (status, detail, ...)
+
+    @property
+    def finished(self) -> bool:
+        """True unless interrupted (interrupted trials run again on resume)."""
+        return self.status in FINISHED
+
+
+@dataclass(frozen=True)
+class TrialPaths:
+    """Where a trial's files live under OUT_DIR."""
+
+    dir: Path
+
+    @property
+    def config_dir(self) -> Path:
+        return self.dir / "config"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.dir / "run"
+
+    @property
+    def stdout(self) -> Path:
+        return self.dir / "stdout.log"
+
+    @property
+    def stderr(self) -> Path:
+        return self.dir / "stderr.log"
+
+    @property
+    def launch(self) -> Path:
+        return self.dir / "launch.json"
+
+    @property
+    def outcome(self) -> Path:
+        return self.dir / "outcome.json"
+
+
+def trial_paths(out_dir: Path, trial_id: str) -> TrialPaths:
+    """The paths of trial `trial_id` in OUT_DIR (absolute, so trainers may change directory)."""
+    return TrialPaths(Path(out_dir).absolute() / "trials" / trial_id)
+
+
+# -- identity and JSON ------------------------------------------------------------------
+
+
+def make_trial(
+    label: str,
+    changes: Mapping[str, Any] | Iterable[tuple[str, Any]],
+    seed: int,
+    steps: int,
+    command: Sequence[str],
+) -> Trial:
+    """A trial with its id: 16 hex digits of sha256 over changes, seed, steps and command."""
+    items = changes.items() if isinstance(changes, Mapping) else changes
+    ordered = tuple(sorted(((str(k), v) for k, v in items), key=lambda kv: kv[0]))
+    command = tuple(command)
+    return Trial(label, ordered, int(seed), int(steps), command, trial_id(ordered, seed, steps, command))
+
+
+def trial_id(changes: Iterable[tuple[str, Any]], seed: int, steps: int, command: Sequence[str]) -> str:
+    """Stable id: the same variant, seed, budget and command give the same id in any process."""
+    canonical = json.dumps(
+        {"changes": [[k, v] for k, v in changes], "seed": int(seed), "steps": int(steps), "command": list(command)},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=encode_value,
+        allow_nan=True,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def encode_value(value: Any) -> Any:
+    """JSON for config values that json cannot write: ABSENT, sets, dates and other objects."""
+    if _is_absent(value):
+        return ABSENT_JSON
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    if isinstance(value, tuple):
+        return list(value)
+    return str(value)
+
+
+def decode_value(value: Any) -> Any:
+    """The inverse of `encode_value` for ABSENT (other values come back as JSON types)."""
+    if value == ABSENT_JSON:
+        from bisect_runs.variants import ABSENT  # lazily: variants is heavier than the records
+
+        return ABSENT
+    return value
+
+
+def _is_absent(value: Any) -> bool:
+    """True for `bisect_runs.variants.ABSENT` (which cannot exist unless that module is loaded)."""
+    variants = sys.modules.get("bisect_runs.variants")
+    return variants is not None and value is getattr(variants, "ABSENT", object())
+
+
+def trial_to_json(trial: Trial) -> dict[str, Any]:
+    """A trial as a JSON-ready dict (changes as [key, value] pairs, ABSENT as {"$absent": true})."""
+    return {
+        "id": trial.id,
+        "label": trial.label,
+        "changes": [[k, _jsonable(v)] for k, v in trial.changes],
+        "seed": trial.seed,
+        "steps": trial.steps,
+        "command": list(trial.command),
+    }
+
+
+def trial_from_json(data: Mapping[str, Any]) -> Trial:
+    """A trial read back from the journal."""
+    changes = tuple((str(k), decode_value(v)) for k, v in data.get("changes", []))
+    return Trial(
+        label=str(data.get("label", "")),
+        changes=changes,
+        seed=int(data["seed"]),
+        steps=int(data["steps"]),
+        command=tuple(data.get("command", [])),
+        id=str(data["id"]),
+    )
+
+
+def outcome_to_json(outcome: Outcome) -> dict[str, Any]:
+    """An outcome as a JSON-ready dict (history as [step, value] pairs)."""
+    data = dataclasses.asdict(outcome)
+    data["history"] = [[s, v] for s, v in outcome.history]
+    return data
+
+
+def outcome_from_json(data: Mapping[str, Any]) -> Outcome:
+    """An outcome read back from outcome.json or the journal (unknown keys ignored)."""
+    known = {f.name for f in dataclasses.fields(Outcome)}
+    kwargs = {k: v for k, v in data.items() if k in known}
+    kwargs["history"] = [(int(s), float(v)) for s, v in data.get("history", [])]
+    return Outcome(**kwargs)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=encode_value, allow_nan=True))
+
+
+# -- preparing --------------------------------------------------------------------------
+
+
+def check_command(command: Sequence[str]) -> None:
+    """Raise TrialError if the template is empty or names an unknown placeholder."""
+    if not command:
+        raise TrialError("the trial command is empty: set `command` in bisect.yaml or pass --command")
+    unknown = sorted({m.group(1) for word in command for m in _PLACEHOLDER.finditer(word)} - set(PLACEHOLDERS))
+    if unknown:
+        valid = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+        names = ", ".join("{" + u + "}" for u in unknown)
+        raise TrialError(f"command template: unknown placeholder(s) {names}; valid: {valid}")
+
+
+def substitute(command: Sequence[str], values: Mapping[str, str], overrides: Sequence[str]) -> tuple[str, ...]:
+    """Fill placeholders in every word; a standalone `{overrides}` becomes one word per override."""
+    check_command(command)
+    argv: list[str] = []
+    for word in command:
+        if word == "{overrides}":
+            argv.extend(overrides)
+            continue
+        argv.append(_PLACEHOLDER.sub(lambda m: _fill(m, values, overrides), word))
+    return tuple(argv)
+
+
+def _fill(match: re.Match[str], values: Mapping[str, str], overrides: Sequence[str]) -> str:
+    name = match.group(1)
+    return " ".join(overrides) if name == "overrides" else values[name]
+
+
+def override_words(changes: Iterable[tuple[str, Any]]) -> list[str]:
+    """Hydra-style overrides: `key=value`, `~key` for a removed key."""
+    return [f"~{key}" if _is_absent(value) else f"{key}={override_value(value)}" for key, value in changes]
+
+
+def override_value(value: Any) -> str:
+    """A value as Hydra reads it back: plain strings bare, others quoted; the rest in JSON (true, [1,2])."""
+    if isinstance(value, str):
+        if _PLAIN_WORD.fullmatch(value) and _reads_as_itself(value):
+            return value
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return json.dumps(value, separators=(",", ":"), default=encode_value)
+
+
+def _reads_as_itself(text: str) -> bool:
+    """False for strings an override parser would turn into something else ("true", "1e-5", "null")."""
+    try:
+        float(text)
+        return False
+    except ValueError:
+        pass
+    try:
+        return yaml.safe_load(text) == text
+    except yaml.YAMLError:
+        return False
+
+
+def config_changes(trial: Trial, steps_key: str | None = None, seed_key: str | None = None) -> tuple[tuple[str, Any], ...]:
+    """The trial's changes plus the budget and seed where the config itself names them."""
+    merged = dict(trial.changes)
+    if steps_key:
+        merged[steps_key] = trial.steps
+    if seed_key:
+        merged[seed_key] = trial.seed
+    return tuple(sorted(merged.items(), key=lambda kv: kv[0]))
+
+
+def prepare_launch(
+    trial: Trial,
+    out_dir: Path,
+    write_config: WriteConfig,
+    timeout_s: float | None = None,
+    gpus: int = 0,
+    steps_key: str | None = None,
+    seed_key: str | None = None,
+    attempt: int = 1,
+) -> Launch:
+    """Create the trial's directory, write its config, substitute its command; return the launch."""
+    if not trial.id:
+        raise TrialError(f"trial {trial.label!r} has no id: build trials with make_trial")
+    paths = trial_paths(out_dir, trial.id)
+    _fresh_dir(paths, attempt)
+    changes = config_changes(trial, steps_key, seed_key)
+    config = Path(write_config(dataclasses.replace(trial, changes=changes), paths.config_dir)).absolute()
+    paths.run_dir.mkdir()
+    values = {"config": str(config), "run_dir": str(paths.run_dir), "steps": str(trial.steps), "seed": str(trial.seed)}
+    env = {ENV_PREFIX + k.upper(): v for k, v in values.items()}
+    launch = Launch(
+        trial_id=trial.id,
+        argv=substitute(trial.command, values, override_words(changes)),
+        run_dir=paths.run_dir,
+        env=env,
+        stdout_path=paths.stdout,
+        stderr_path=paths.stderr,
+        timeout_s=timeout_s,
+        gpus=gpus,
+    )
+    write_json_atomic(paths.launch, _launch_json(launch, attempt))
+    return launch
+
+
+def load_launch(out_dir: Path, trial_id: str) -> Launch | None:
+    """The launch prepared earlier for a trial (to re-attach to a job still running), if any."""
+    path = trial_paths(out_dir, trial_id).launch
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Launch(
+            trial_id=data["trial_id"],
+            argv=tuple(data["argv"]),
+            run_dir=Path(data["run_dir"]),
+            env=dict(data["env"]),
+            stdout_path=Path(data["stdout_path"]),
+            stderr_path=Path(data["stderr_path"]),
+            timeout_s=data.get("timeout_s"),
+            gpus=int(data.get("gpus", 0)),
+            cwd=data.get("cwd"),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _launch_json(launch: Launch, attempt: int) -> dict[str, Any]:
+    data = {f.name: getattr(launch, f.name) for f in dataclasses.fields(Launch)}
+    return {**data, "argv": list(launch.argv), "attempt": attempt, **{k: str(data[k]) for k in ("run_dir", "stdout_path", "stderr_path")}}
+
+
+def _fresh_dir(paths: TrialPaths, attempt: int) -> None:
+    """Start from an empty trial directory; a retry first moves the earlier attempt aside."""
+    if attempt > 1 and paths.dir.exists():
+        keep = paths.dir / f"attempt-{attempt - 1}"
+        keep.mkdir(exist_ok=True)
+        for child in list(paths.dir.iterdir()):
+            if not child.name.startswith("attempt-"):
+                child.rename(keep / child.name)
+    elif paths.dir.exists():
+        shutil.rmtree(paths.dir)
+    paths.dir.mkdir(parents=True, exist_ok=True)
+    paths.config_dir.mkdir()
+
+
+# -- judging ------------------------------------------------------------------------------
+
+
+def finish(trial: Trial, end: ProcessEnd, spec: MetricSpec, out_dir: Path, attempt: int = 1) -> Outcome:
+    """Read the trial's metrics, classify how it went, write `outcome.json`; return the outcome."""
+    paths = trial_paths(out_dir, trial.id)
+    read = read_metric(paths.run_dir, spec, log_path=paths.stdout)
+    tail = tail_lines(paths.stderr) or tail_lines(paths.stdout)
+    status, detail = classify(end, read, spec, tail)
+    value = reduce_history(read.history, spec.reduce) if status == OK else None
+    outcome = Outcome(
+        trial_id=trial.id,
+        status=status,
+        value=value,
+        wall_s=end.wall_s,
+        returncode=end.returncode,
+        steps_per_s=read.steps_per_s if read.steps_per_s is not None else _log_speed(paths),
+        peak_gpu_mem_mb=read.peak_gpu_mem_mb,
+        history=list(read.history),
+        stderr_tail=tail if status != OK else "",
+        attempt=attempt,
+        job_id=end.job_id,
+        slot=end.slot,
+        detail=detail,
+    )
+    write_outcome(out_dir, outcome)
+    return outcome
+
+
+def classify(end: ProcessEnd, read: MetricRead, spec: MetricSpec, stderr_tail: str = "") -> tuple[str, str]:
+    """(status, detail) from how the process ended and what it logged."""
+    if end.status == "interrupted":
+        return INTERRUPTED, end.detail or "stopped by Ctrl-C or SIGTERM"
+    if end.status == "timeout":
+        return TIMEOUT, end.detail or f"still running after {end.wall_s:.0f} s; its process group was killed"
+    if end.status == "lost":
+        return CRASHED, "lost: " + (end.detail or "the executor lost the job (node failure or preemption)")
+    bad = first_nonfinite(read.history)
+    if bad is not None:
+        return DIVERGED, f"{spec.name} became {bad[1]} at step {bad[0]}"
+    finite = reduce_history(read.history, "last") is not None
+    if end.returncode != 0 or not finite:
+        why = _stopped_after_nonfinite(read, stderr_tail)
+        stop = _exit_text(end) if end.returncode != 0 else "exit status 0"
+        if why:
+            return DIVERGED, f"{why}, then the trainer stopped ({stop})"
+        if end.returncode != 0:
+            last = stderr_tail.strip().splitlines()[-1:] if stderr_tail.strip() else []
+            return CRASHED, (end.detail + "; " if end.detail else "") + stop + (f": {last[0][:200]}" if last else "")
+        return CRASHED, f"no value of {spec.name!r} in {read.where}" + _problems(read)
+    return OK, ""
+
+
+def _stopped_after_nonfinite(read: MetricRead, stderr_tail: str) -> str:
+    """Why a run that stopped early counts as diverged: a logged NaN/inf, or one named in stderr."""
+    for name, history in read.series.items():
+        bad = first_nonfinite(history)
+        if bad is not None:
+            return f"{name} became {bad[1]} at step {bad[0]}"
+    match = _NONFINITE_WORDS.search(stderr_tail)
+    return f"stderr reports a non-finite value ({match.group(0)!r})" if match else ""
+
+
+def _exit_text(end: ProcessEnd) -> str:
+    if end.returncode is not None and end.returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-end.returncode).name}"
+        except ValueError:
+            return f"killed by signal {-end.returncode}"
+    return f"exit status {end.returncode}"
+
+
+def _problems(read: MetricRead) -> str:
+    return f" ({'; '.join(read.problems[:3])})" if read.problems else ""
+
+
+def _log_speed(paths: TrialPaths) -> float | None:
+    """Steps/s from progress lines when the metrics named none (tqdm writes to stderr)."""
+    for path in (paths.stderr, paths.stdout):
+        speed = speed_from_log(_read_tail(path, 16384))
+        if speed is not None:
+            return speed
+    return None
+
+
+def tail_lines(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
+    """The last lines of a log (reading only its end: logs can be large)."""
+    text = _read_tail(path, 65536)
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:]) if text.strip() else ""
+
+
+def _read_tail(path: Path, size: int) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - size))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def write_outcome(out_dir: Path, outcome: Outcome) -> Path:
+    """Write `trials/<id>/outcome.json` atomically."""
+    path = trial_paths(out_dir, outcome.trial_id).outcome
+    write_json_atomic(path, outcome_to_json(outcome))
+    return path
+
+
+def read_outcome(out_dir: Path, trial_id: str) -> Outcome | None:
+    """A trial's outcome.json, if it was written."""
+    try:
+        return outcome_from_json(json.loads(trial_paths(out_dir, trial_id).outcome.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON via a temp file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=encode_value, allow_nan=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+

@@ -25,6 +25,7 @@ class Launch:
     stderr_path: Path
     timeout_s: float | None = None
     gpus: int = 0  # GPUs this trial needs (0 = CPU slot)
+    cwd: str | None = None  # where the process starts (a commit's worktree); None: the executor's cwd
 
 
 @dataclass(frozen=True)

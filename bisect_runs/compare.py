@@ -1,0 +1,481 @@
+"""`compare`: two finished runs' metric histories side by side, aligned by step.
+
+For every metric both runs logged: first, last and best value (with its step), the
+difference at the last shared step, which run is better for the metric's direction, and
+the first step from which the runs differ beyond noise. Divergence, as documented in
+docs/compare.md: on the shared steps, d(t) = B(t) - A(t); the noise sigma is the robust
+(MAD) spread of d's point-to-point changes divided by sqrt(2); d is smoothed by a centred
+rolling mean of `window` points; the runs diverge at the first step after which the
+smoothed |d| stays above k * sigma / sqrt(window) with one sign until the end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bisect_runs.errors import SettingsError
+from bisect_runs.runs import History, Run, read_run
+
+FORMATS = ("table", "markdown", "json")
+MIN_WORDS = ("loss", "nll", "per", "wer", "cer", "error", "err", "perplexity", "ppl", "mse", "mae", "rmse", "ce", "bpc", "bpb", "fid", "distance", "regret", "time", "latency", "mem", "memory")  # fmt: skip
+RATE_WORDS = ("s", "sec", "secs", "second", "seconds")
+MAX_WORDS = ("acc", "accuracy", "f1", "bleu", "auc", "auroc", "precision", "recall", "map", "iou", "miou", "rouge", "r2", "reward", "return", "score", "coverage", "psnr", "ssim", "dice", "top1", "top5")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StepWindow:
+    """An inclusive range of steps; None leaves a side open."""
+
+    lo: int | None = None
+    hi: int | None = None
+
+    def __contains__(self, step: int) -> bool:
+        return (self.lo is None or step >= self.lo) and (self.hi is None or step <= self.hi)
+
+    def __str__(self) -> str:
+        return f"{'' if self.lo is None else self.lo}:{'' if self.hi is None else self.hi}"
+
+
+@dataclass
+class SeriesStats:
+    """First, last and best finite value of one run's history of one metric."""
+
+    n: int
+    first_step: int
+    first: float
+    last_step: int
+    last: float
+    best_step: int | None
+    best: float | None
+    nonfinite_step: int | None = None  # first NaN/inf logged, if any
+
+
+@dataclass
+class Divergence:
+    """Where two histories part beyond noise (step None: they never do within the shared steps)."""
+
+    step: int | None
+    noise: float  # sigma of d(t) point to point, metric units
+    threshold: float  # k * sigma / sqrt(window): what the smoothed difference must stay above
+    shared_points: int
+    note: str = ""
+
+
+@dataclass
+class MetricComparison:
+    """One shared metric of two runs."""
+
+    name: str
+    mode: str | None  # "min", "max", or None when unknown (no "better" then)
+    mode_from: str  # "flag", "name" or "unknown"
+    a: SeriesStats
+    b: SeriesStats
+    common_step: int | None  # the last step both runs cover
+    delta: float | None  # B - A at common_step (interpolated where B logged other steps)
+    better: str | None  # "A", "B", "tie" (within noise) or None (direction unknown or no overlap)
+    divergence: Divergence
+
+
+@dataclass
+class Comparison:
+    """Everything `compare` found; `to_json` is its machine-readable form."""
+
+    run_a: str
+    run_b: str
+    kind_a: str
+    kind_b: str
+    steps_a: tuple[int, int] | None
+    steps_b: tuple[int, int] | None
+    window: str
+    k: float
+    smooth: int
+    metrics: list[MetricComparison] = field(default_factory=list)
+    only_a: list[str] = field(default_factory=list)
+    only_b: list[str] = field(default_factory=list)
+    plots: dict[str, str] = field(default_factory=dict)  # metric -> PNG path
+
+    def to_json(self) -> dict[str, Any]:
+        return _finite(asdict(self))
+
+
+def compare_runs(
+    run_a: str | Path | Run,
+    run_b: str | Path | Run,
+    modes: dict[str, str] | None = None,
+    steps: StepWindow | None = None,
+    k: float = 3.0,
+    smooth: int = 5,
+    shift_b: int = 0,
+) -> Comparison:
+    """Compare every metric two runs share; `modes` maps a metric (or "*") to min/max."""
+    a = run_a if isinstance(run_a, Run) else read_run(run_a)
+    b = run_b if isinstance(run_b, Run) else read_run(run_b)
+    window = steps or StepWindow()
+    b = b.shifted(shift_b)
+    shared, only_a, only_b = _match_names(a.series, b.series)
+    result = Comparison(
+        run_a=str(a.path), run_b=str(b.path), kind_a=a.kind, kind_b=b.kind,
+        steps_a=a.steps(), steps_b=b.steps(), window=str(window), k=k, smooth=smooth,
+        only_a=only_a, only_b=only_b,
+    )  # fmt: skip
+    for name_a, name_b in shared:
+        ha = [(s, v) for s, v in a.series[name_a] if s in window]
+        hb = [(s, v) for s, v in b.series[name_b] if s in window]
+        if ha and hb:
+            result.metrics.append(compare_metric(name_a, ha, hb, metric_mode(name_a, modes), k, smooth))
+    if not result.metrics:
+        raise SettingsError(_nothing_shared(a, b, window, bool(shared)))
+    return result
+
+
+def compare_metric(
+    name: str, ha: History, hb: History, mode: tuple[str | None, str], k: float = 3.0, smooth: int = 5
+) -> MetricComparison:
+    """Stats of both histories, the difference at the last shared step, and the divergence step."""
+    direction, source = mode
+    grid, da, db = align(ha, hb)
+    divergence = find_divergence(grid, db - da, k, smooth)
+    common = int(grid[-1]) if len(grid) else None
+    delta = float(db[-1] - da[-1]) if len(grid) else None
+    return MetricComparison(
+        name=name, mode=direction, mode_from=source,
+        a=series_stats(ha, direction), b=series_stats(hb, direction),
+        common_step=common, delta=delta,
+        better=_better(delta, direction, divergence, k), divergence=divergence,
+    )  # fmt: skip
+
+
+def series_stats(history: History, mode: str | None) -> SeriesStats:
+    """First/last/best finite values; best is None when the direction is unknown."""
+    finite = [(s, v) for s, v in history if math.isfinite(v)]
+    bad = next((s for s, v in history if not math.isfinite(v)), None)
+    if not finite:
+        s0 = history[0][0]
+        return SeriesStats(len(history), s0, math.nan, history[-1][0], math.nan, None, None, bad)
+    best = None
+    if mode is not None:
+        best = min(finite, key=lambda sv: sv[1]) if mode == "min" else max(finite, key=lambda sv: sv[1])
+    return SeriesStats(
+        n=len(history), first_step=finite[0][0], first=finite[0][1], last_step=finite[-1][0],
+        last=finite[-1][1], best_step=None if best is None else best[0],
+        best=None if best is None else best[1], nonfinite_step=bad,
+    )  # fmt: skip
+
+
+def align(ha: History, hb: History) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both histories on shared steps: the sparser run's steps inside the overlap, the other interpolated."""
+    a = _finite_arrays(ha)
+    b = _finite_arrays(hb)
+    if not len(a[0]) or not len(b[0]):
+        return np.array([]), np.array([]), np.array([])
+    lo, hi = max(a[0][0], b[0][0]), min(a[0][-1], b[0][-1])
+    if lo > hi:
+        return np.array([]), np.array([]), np.array([])
+    in_a = (a[0] >= lo) & (a[0] <= hi)
+    in_b = (b[0] >= lo) & (b[0] <= hi)
+    grid = a[0][in_a] if in_a.sum() <= in_b.sum() else b[0][in_b]
+    return grid, np.interp(grid, a[0], a[1]), np.interp(grid, b[0], b[1])
+
+
+def find_divergence(grid: np.ndarray, d: np.ndarray, k: float = 3.0, smooth: int = 5) -> Divergence:
+    """The first step after which the smoothed difference stays beyond k noise sigmas, one sign."""
+    n = len(grid)
+    if n < max(3, smooth):
+        note = "no shared steps" if n == 0 else f"only {n} shared step(s): too few to tell noise from a difference"
+        return Divergence(None, math.nan, math.nan, n, note)
+    noise = noise_sigma(d)
+    smoothed = np.convolve(d, np.ones(smooth) / smooth, mode="same")
+    counts = np.convolve(np.ones(n), np.ones(smooth), mode="same")
+    smoothed = smoothed * smooth / counts  # edges: mean of the points available
+    threshold = k * noise / math.sqrt(smooth)
+    sign = np.sign(smoothed[-1])
+    beyond = (np.abs(smoothed) > threshold) & (np.sign(smoothed) == sign) & (sign != 0)
+    if not beyond[-1]:
+        return Divergence(None, noise, threshold, n, "within noise at the last shared step")
+    start = n - int(np.argmin(beyond[::-1])) if not beyond.all() else 0
+    note = "apart from the first shared step" if start == 0 else ""
+    return Divergence(int(grid[start]), noise, threshold, n, note)
+
+
+def noise_sigma(d: np.ndarray) -> float:
+    """Robust sd of a series' point-to-point jitter: 1.4826 * MAD of first differences / sqrt(2)."""
+    steps = np.diff(d)
+    if not len(steps):
+        return 0.0
+    mad = float(np.median(np.abs(steps - np.median(steps))))
+    return 1.4826 * mad / math.sqrt(2)
+
+
+def metric_mode(name: str, modes: dict[str, str] | None = None) -> tuple[str | None, str]:
+    """The metric's direction: `modes[name]` (or modes["*"]), else inferred from the words of its name."""
+    modes = modes or {}
+    leaf = name.rsplit("/", 1)[-1]
+    for key in (name, leaf, name.replace("/", "."), "*"):
+        if key in modes:
+            return modes[key], "flag"
+    words = [w for w in re.split(r"[^a-z0-9]+", _split_camel(name).lower()) if w]
+    if "per" in words[:-1] and words[-1] in RATE_WORDS:  # steps_per_s, samples/sec: throughput
+        return "max", "name"
+    words = [w for i, w in enumerate(words) if w != "per" or i == len(words) - 1]  # `per` alone is PER
+    for word in reversed(words):  # the last word names the quantity: `loss_acc` is an accuracy
+        if word in MIN_WORDS:
+            return "min", "name"
+        if word in MAX_WORDS:
+            return "max", "name"
+    return None, "unknown"
+
+
+def parse_modes(items: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """`--mode metric=min` (repeatable) or a bare `--mode min` for every metric."""
+    modes: dict[str, str] = {}
+    for item in items:
+        name, eq, direction = item.rpartition("=")
+        if not eq:
+            name, direction = "*", item
+        if direction not in ("min", "max") or not name:
+            raise SettingsError(f"--mode {item!r}: expected METRIC=min, METRIC=max, min or max")
+        modes[name] = direction
+    return modes
+
+
+def parse_window(text: str | None) -> StepWindow:
+    """`15000:45000`, `15k:45k`, `15000:` or `:45000` -> StepWindow."""
+    if text is None or text.strip() in ("", ":"):
+        return StepWindow()
+    lo, colon, hi = text.partition(":")
+    if not colon:
+        raise SettingsError(f"--steps {text!r}: expected START:END, e.g. 15000:45000 (either side may be empty)")
+    window = StepWindow(_step_number(lo, text), _step_number(hi, text))
+    if window.lo is not None and window.hi is not None and window.lo > window.hi:
+        raise SettingsError(f"--steps {text!r}: START is after END")
+    return window
+
+
+# -- rendering -------------------------------------------------------------------------
+
+HEADERS = ["metric", "dir", "A first", "A last", "A best (step)", "B first", "B last", "B best (step)", "Δ B−A", "better", "diverge at"]  # fmt: skip
+
+
+def table_rows(cmp: Comparison) -> list[list[str]]:
+    """One row per shared metric, numbers formatted for reading."""
+    rows = []
+    for m in cmp.metrics:
+        rows.append([
+            m.name, m.mode or "?",
+            fmt_value(m.a.first), _last(m.a), _best(m.a),
+            fmt_value(m.b.first), _last(m.b), _best(m.b),
+            "—" if m.delta is None else fmt_value(m.delta, signed=True) + f" @{fmt_step(m.common_step)}",
+            m.better or "—", _diverge(m.divergence),
+        ])  # fmt: skip
+    return rows
+
+
+def render(cmp: Comparison, fmt: str = "table", base: Path | None = None) -> str:
+    """The comparison as a terminal table, a Markdown section or JSON."""
+    if fmt == "json":
+        return json.dumps(cmp.to_json(), indent=2, allow_nan=False) + "\n"
+    if fmt not in FORMATS:
+        raise SettingsError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+    from tabulate import tabulate
+
+    if fmt == "table":
+        return tabulate(table_rows(cmp), headers=HEADERS, tablefmt="simple", disable_numparse=True) + "\n" + _footer(cmp)
+    return render_markdown(cmp, base)
+
+
+def render_markdown(cmp: Comparison, base: Path | None = None) -> str:
+    """A wiki section: both runs named with their step ranges, the table, divergence, plots."""
+    from tabulate import tabulate
+
+    lines = [
+        f"## Run comparison: `{Path(cmp.run_a).name}` (A) vs `{Path(cmp.run_b).name}` (B)",
+        "",
+        f"- **A**: `{cmp.run_a}` ({cmp.kind_a}, steps {_range(cmp.steps_a)})",
+        f"- **B**: `{cmp.run_b}` ({cmp.kind_b}, steps {_range(cmp.steps_b)})",
+    ]
+    if cmp.window != ":":
+        lines.append(f"- Compared over steps {cmp.window.replace(':', '–')} only.")
+    lines += ["", tabulate([[_md(c) for c in row] for row in table_rows(cmp)], headers=HEADERS, tablefmt="github", disable_numparse=True), ""]
+    lines += [_md_footer_line(line) for line in _footer(cmp).splitlines()]
+    if cmp.plots:
+        lines += ["", "### Overlays", ""]
+        for name, png in cmp.plots.items():
+            rel = _relative(Path(png), base)
+            lines += [f"![{name}: A vs B by step]({rel})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _footer(cmp: Comparison) -> str:
+    notes = [
+        f"Δ = B − A at the last step both runs cover; 'better' needs |Δ| above {cmp.k:g}σ "
+        f"(σ: step-to-step noise of B − A); divergence: first step after which the {cmp.smooth}-point "
+        f"mean of B − A stays beyond {cmp.k:g}σ/√{cmp.smooth}."
+    ]
+    unknown = [m.name for m in cmp.metrics if m.mode is None]
+    if unknown:
+        notes.append(f"Direction unknown (set --mode NAME=min|max): {', '.join(unknown)}.")
+    for m in cmp.metrics:
+        for run, stats in (("A", m.a), ("B", m.b)):
+            if stats.nonfinite_step is not None:
+                notes.append(f"{m.name}: run {run} logged a non-finite value at step {stats.nonfinite_step}.")
+    if cmp.only_a:
+        notes.append(f"Only in A: {', '.join(cmp.only_a)}.")
+    if cmp.only_b:
+        notes.append(f"Only in B: {', '.join(cmp.only_b)}.")
+    return "\n".join(notes) + "\n"
+
+
+# -- plots -----------------------------------------------------------------------------
+
+
+def plot_comparison(cmp: Comparison, run_a: Run, run_b: Run, out_dir: Path, window: StepWindow | None = None) -> dict[str, str]:
+    """One overlay PNG per shared metric (A and B by step, divergence marked); metric -> path."""
+    from bisect_runs.report.figures import plot_overlay
+
+    window = window or StepWindow()
+    plots: dict[str, str] = {}
+    shared, _, _ = _match_names(run_a.series, run_b.series)
+    names = {m.name: m for m in cmp.metrics}
+    for name_a, name_b in shared:
+        m = names.get(name_a)
+        if m is None:
+            continue
+        ha = [(s, v) for s, v in run_a.series[name_a] if s in window]
+        hb = [(s, v) for s, v in run_b.series[name_b] if s in window]
+        path = out_dir / f"{_slug(name_a)}.png"
+        plot_overlay(path, name_a, {"A: " + run_a.name: ha, "B: " + run_b.name: hb}, m.divergence.step, m.mode)
+        plots[name_a] = str(path)
+    cmp.plots = plots
+    return plots
+
+
+# -- small pieces ----------------------------------------------------------------------
+
+
+def fmt_value(x: float | None, signed: bool = False) -> str:
+    """Four significant digits, no exponent for everyday magnitudes."""
+    if x is None:
+        return "—"
+    if not math.isfinite(x):
+        return str(x)
+    text = f"{x:+.4g}" if signed else f"{x:.4g}"
+    return text.replace("+", "+" if signed else "")
+
+
+def fmt_step(step: int | None) -> str:
+    """15000 -> 15k, 1500 -> 1500, 2500000 -> 2.5M."""
+    if step is None:
+        return "—"
+    if abs(step) >= 1_000_000 and step % 100_000 == 0:
+        return f"{step / 1_000_000:g}M"
+    if abs(step) >= 10_000 and step % 100 == 0:
+        return f"{step / 1000:g}k"
+    return str(step)
+
+
+def _last(s: SeriesStats) -> str:
+    return fmt_value(s.last) + ("" if s.nonfinite_step is None else " (NaN)")
+
+
+def _best(s: SeriesStats) -> str:
+    return "—" if s.best is None else f"{fmt_value(s.best)} ({fmt_step(s.best_step)})"
+
+
+def _diverge(d: Divergence) -> str:
+    if d.step is not None:
+        return fmt_step(d.step) + (" (start)" if d.note.startswith("apart") else "")
+    return "never" if d.note.startswith("within") else "—"
+
+
+def _better(delta: float | None, mode: str | None, d: Divergence, k: float) -> str | None:
+    if delta is None or mode is None:
+        return None
+    if math.isfinite(d.noise) and abs(delta) <= d.noise * k:
+        return "tie"
+    worse_b = delta > 0 if mode == "min" else delta < 0
+    return "A" if worse_b else "B"
+
+
+def _match_names(sa: dict[str, History], sb: dict[str, History]) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    """Shared metrics by name; `val.per` and `val/per` are the same metric."""
+    norm_b = {n.replace(".", "/"): n for n in sb}
+    shared = [(n, norm_b[n.replace(".", "/")]) for n in sa if n.replace(".", "/") in norm_b]
+    taken_b = {nb for _, nb in shared}
+    return shared, [n for n in sa if n not in dict(shared)], [n for n in sb if n not in taken_b]
+
+
+def _nothing_shared(a: Run, b: Run, window: StepWindow, any_shared: bool) -> str:
+    if any_shared:
+        return f"no shared metric has steps inside {window} in both runs (A: {_range(a.steps())}, B: {_range(b.steps())})"
+    return f"{a.path} and {b.path} share no metric (A: {_names(a)}; B: {_names(b)})"
+
+
+def _names(run: Run) -> str:
+    names = sorted(run.series)
+    return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+
+
+def _finite_arrays(h: History) -> tuple[np.ndarray, np.ndarray]:
+    pairs = sorted((s, v) for s, v in h if math.isfinite(v))
+    steps = np.array([s for s, _ in pairs], dtype=float)
+    values = np.array([v for _, v in pairs], dtype=float)
+    if len(steps):  # repeated steps (several logs per step): keep the last
+        keep = np.append(steps[1:] != steps[:-1], True)
+        steps, values = steps[keep], values[keep]
+    return steps, values
+
+
+def _step_number(text: str, whole: str) -> int | None:
+    text = text.strip().lower().replace("_", "")
+    if not text:
+        return None
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
+    try:
+        return int(float(text[:-1] if scale > 1 else text) * scale)
+    except ValueError:
+        raise SettingsError(f"--steps {whole!r}: {text!r} is not a step number") from None
+
+
+def _range(steps: tuple[int, int] | None) -> str:
+    return "—" if steps is None else f"{fmt_step(steps[0])}–{fmt_step(steps[1])}"
+
+
+def _split_camel(name: str) -> str:
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "metric"
+
+
+def _md(cell: str) -> str:
+    return cell.replace("|", "\\|")
+
+
+def _md_footer_line(line: str) -> str:
+    return f"- {line}" if line else line
+
+
+def _relative(path: Path, base: Path | None) -> str:
+    if base is None:
+        return path.as_posix()
+    return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities become None so the JSON is valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,534 @@
+"""Differences between two configs: keys paired across renames and moves, defaults applied, ranked.
+
+`diff_configs(good, bad)` flattens both configs, pairs keys (same key; `--alias`; a key moved
+to another section; a known synonym; an equal value under a related name), fills in what a
+side lacks from `defaults`, scores every difference with the impact rules and groups keys
+that move together into factors (the units a search toggles). See docs/diff.md.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from bisect_runs.errors import ConfigError
+from bisect_runs.impact import (
+    ABSENT,
+    DEFAULT,
+    LEVELS,
+    PRESENT,
+    Rules,
+    assess,
+    leaf,
+    load_rules,
+    parent,
+    snake,
+    squash,
+    words,
+)
+from bisect_runs.normalize import FlatConfig, flatten, value_text, values_equal
+from bisect_runs.sources import LoadedConfig, load_config
+
+KINDS = ("changed", "added", "removed", "type")
+# Values too common to pair two unrelated keys on ("use_amp: false" removed, "bidirectional: false" added).
+_TRIVIAL_WORDS = frozenset({"", "none", "null", "auto", "default", "true", "false", "yes", "no", "on", "off"})
+
+
+@dataclass
+class Difference:
+    """One key (or renamed pair of keys) whose value differs between A (good) and B (bad)."""
+
+    key: str  # display key; for renames "l2_decay -> weight_decay"
+    a: Any  # A's value (None when absent in A and no default is known)
+    b: Any
+    kind: str  # "changed" | "added" | "removed" | "type"
+    key_a: str | None  # flat key in A (None if absent there)
+    key_b: str | None  # flat key in B
+    level: str = "low"  # critical|high|medium|low|none
+    score: float = 0.0
+    reason: str = ""
+    category: str = ""
+    factor: str = ""  # name of the factor (group) this difference belongs to
+    a_default: bool = False  # A's value came from defaults (key absent in A)
+    b_default: bool = False
+
+    @property
+    def flat_key(self) -> str:
+        """The key a variant of the bad config sets: B's name, or A's when B lacks it."""
+        return self.key_b or self.key_a or self.key
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of DESIGN.md (absent side: null plus kind added/removed)."""
+        return {
+            "key": self.key,
+            "a": _json_value(self.a),
+            "b": _json_value(self.b),
+            "kind": self.kind,
+            "level": self.level,
+            "score": self.score,
+            "reason": self.reason,
+            "category": self.category,
+            "key_a": self.key_a,
+            "key_b": self.key_b,
+            "factor": self.factor,
+            "a_default": self.a_default,
+            "b_default": self.b_default,
+        }
+
+
+@dataclass
+class Factor:
+    """Differences that are toggled together: one key, keys moving together, or a named group."""
+
+    name: str
+    differences: list[Difference]
+    level: str
+    score: float
+    category: str
+    reason: str = ""
+
+    @property
+    def keys(self) -> list[str]:
+        """Flat keys of the bad config this factor sets."""
+        return [d.flat_key for d in self.differences]
+
+
+@dataclass
+class DiffOptions:
+    """How to compare: keys to skip, forced pairings, defaults, extra rules, explicit groups."""
+
+    ignore: list[str] = field(default_factory=list)  # glob patterns on flat keys
+    aliases: dict[str, str] = field(default_factory=dict)  # OLD=NEW forced pairings (A key -> B key)
+    defaults: dict[str, Any] = field(default_factory=dict)  # flat key -> value a side takes when it lacks the key
+    rules_path: Path | None = None  # extra/overriding rules file (--rules)
+    strict_types: bool = False
+    groups: dict[str, list[str]] = field(default_factory=dict)  # explicit factor groups: name -> key globs
+
+
+@dataclass
+class DiffResult:
+    """Both configs, their flat forms, the ranked differences and the factors built from them."""
+
+    good: LoadedConfig
+    bad: LoadedConfig
+    flat_a: FlatConfig
+    flat_b: FlatConfig
+    differences: list[Difference]  # ranked, most impactful first; includes level "none"
+    factors: list[Factor]  # ranked; "none" differences only when a group names them
+    warnings: list[str] = field(default_factory=list)  # e.g. an alias naming keys neither config has
+
+    @property
+    def identical(self) -> bool:
+        """No difference at all (ignored keys aside)."""
+        return not self.differences
+
+
+def diff_configs(good: LoadedConfig, bad: LoadedConfig, options: DiffOptions | None = None) -> DiffResult:
+    """Compare A (good) with B (bad): paired, defaulted, scored, ranked differences and factors."""
+    options = options or DiffOptions()
+    rules = load_rules(options.rules_path)
+    flat_a, flat_b = flatten(good.data), flatten(bad.data)
+    keys_a = [k for k in flat_a.values if not _ignored(k, options.ignore)]
+    keys_b = [k for k in flat_b.values if not _ignored(k, options.ignore)]
+    pairing = _Pairing(keys_a, keys_b, flat_a.values, flat_b.values, rules)
+    warnings = pairing.pair_all(options.aliases)
+    defaults = _Defaults(options.defaults, options.aliases, rules)
+    differences = _compare(pairing, flat_a.values, flat_b.values, defaults, options.strict_types)
+    order: dict[str, int] = {}
+    for k in (*keys_b, *keys_a):
+        order.setdefault(k, len(order))
+    for d in differences:
+        _score(d, rules)
+    differences.sort(key=lambda d: (-d.score, LEVELS.index(d.level), order.get(d.flat_key, 0)))
+    factors = _factors(differences, options.groups, rules, order)
+    return DiffResult(good, bad, flat_a, flat_b, differences, factors, warnings)
+
+
+def load_defaults(path: str | Path | None) -> dict[str, Any]:
+    """Read a defaults file (key: value, nested or dotted keys) into flat key -> value ({} for None)."""
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such defaults file")
+    return dict(flatten(load_config(p).data).values)
+
+
+# -- pairing -------------------------------------------------------------------------------
+
+
+class _Pairing:
+    """Pairs A's keys with B's: same key, aliases, moves, synonyms, then equal-valued renames."""
+
+    def __init__(self, keys_a: list[str], keys_b: list[str], values_a: dict[str, Any], values_b: dict[str, Any], rules: Rules) -> None:
+        self.values_a, self.values_b, self.rules = values_a, values_b, rules
+        in_b = set(keys_b)
+        self.pairs: dict[str, str] = {k: k for k in keys_a if k in in_b}  # A key -> B key
+        self.only_a = [k for k in keys_a if k not in in_b]  # unpaired, in document order
+        in_a = set(keys_a)
+        self.only_b = [k for k in keys_b if k not in in_a]
+        self.keys_a, self.keys_b = keys_a, keys_b
+        self._paired_b: set[str] = set()
+
+    def pair(self, key_a: str, key_b: str) -> None:
+        self.pairs[key_a] = key_b
+        self._paired_b.add(key_b)
+
+    def free_a(self) -> list[str]:
+        return [k for k in self.only_a if k not in self.pairs]
+
+    def free_b(self) -> list[str]:
+        return [k for k in self.only_b if k not in self._paired_b]
+
+    def pair_all(self, aliases: dict[str, str]) -> list[str]:
+        """Run every pairing pass in order of the strength of evidence; return warnings."""
+        warnings = self._aliases(aliases)
+        for depth in (1, 2, 3):
+            self._unique_matches(partial(_tail, depth=depth))
+        self._unique_matches(self._synonym_of, prefer_same_section=True)
+        self._equal_values()
+        return warnings
+
+    def _aliases(self, aliases: dict[str, str]) -> list[str]:
+        """--alias OLD=NEW: exact keys first, then OLD/NEW as section prefixes."""
+        warnings: list[str] = []
+        free_a, free_b = set(self.free_a()), set(self.free_b())
+        for old, new in aliases.items():
+            if old in free_a and new in free_b:
+                self.pair(old, new)
+            elif new in free_a and old in free_b:
+                self.pair(new, old)
+            elif not self._alias_prefix(old, new, free_a, free_b) and not self._known(old, new):
+                warnings.append(f"alias {old}={new}: neither config has key {old!r} or {new!r}")
+            free_a, free_b = set(self.free_a()), set(self.free_b())
+        return warnings
+
+    def _alias_prefix(self, old: str, new: str, free_a: set[str], free_b: set[str]) -> bool:
+        """Pair `old.x` in A with `new.x` in B (a renamed section); True when any pair was made."""
+        made = False
+        for key in sorted(k for k in free_a if k.startswith(old + ".")):
+            target = new + key[len(old):]
+            if target in free_b:
+                self.pair(key, target)
+                made = True
+        return made
+
+    def _known(self, *keys: str) -> bool:
+        """Whether any of the keys (or sections) occurs in either config."""
+        every = (*self.keys_a, *self.keys_b)
+        return any(k == key or k.startswith(key + ".") for key in keys for k in every)
+
+    def _synonym_of(self, key: str) -> int | None:
+        return self.rules.synonym_set(key)
+
+    def _unique_matches(self, label: Callable[[str], Any], prefer_same_section: bool = False) -> None:
+        """Pair keys whose label (leaf name, synonym set, ...) is unique among free keys on both sides."""
+        by_label_a: dict[Any, list[str]] = defaultdict(list)
+        by_label_b: dict[Any, list[str]] = defaultdict(list)
+        for k in self.free_a():
+            if (lab := label(k)) is not None:
+                by_label_a[lab].append(k)
+        for k in self.free_b():
+            if (lab := label(k)) is not None:
+                by_label_b[lab].append(k)
+        for lab, cands_a in by_label_a.items():
+            cands_b = by_label_b.get(lab, [])
+            if len(cands_a) == 1 and len(cands_b) == 1:
+                self.pair(cands_a[0], cands_b[0])
+            elif prefer_same_section and cands_b:
+                self._pair_within_sections(cands_a, cands_b)
+
+    def _pair_within_sections(self, cands_a: list[str], cands_b: list[str]) -> None:
+        """Among several candidates, pair those alone in their section on both sides."""
+        sections_a: dict[str, list[str]] = defaultdict(list)
+        sections_b: dict[str, list[str]] = defaultdict(list)
+        for k in cands_a:
+            sections_a[parent(k)].append(k)
+        for k in cands_b:
+            sections_b[parent(k)].append(k)
+        for section, ks in sections_a.items():
+            if len(ks) == 1 and len(sections_b.get(section, [])) == 1:
+                self.pair(ks[0], sections_b[section][0])
+
+    def _equal_values(self) -> None:
+        """A removed key and an added key with an equal value: a rename, if the evidence suffices."""
+        by_value_b: dict[Any, list[str]] = defaultdict(list)
+        for k in self.free_b():
+            by_value_b[_value_key(self.values_b[k])].append(k)
+        by_value_a: dict[Any, list[str]] = defaultdict(list)
+        for k in self.free_a():
+            by_value_a[_value_key(self.values_a[k])].append(k)
+        for vkey, keys_a in by_value_a.items():
+            for key_a in keys_a:
+                value = self.values_a[key_a]
+                cands = [k for k in by_value_b.get(vkey, []) if k not in self._paired_b and values_equal(value, self.values_b[k])]
+                related = [k for k in cands if self._related(key_a, k)]
+                if len(related) == 1:
+                    self.pair(key_a, related[0])
+                elif not related and len(cands) == 1 and len(keys_a) == 1 and not _trivial(value):
+                    self.pair(key_a, cands[0])
+
+    def _related(self, key_a: str, key_b: str) -> bool:
+        """Leaf names that share a meaningful word, contain one another, or are synonyms."""
+        la, lb = leaf(key_a), leaf(key_b)
+        if words(la) & words(lb):
+            return True
+        sa, sb = squash(la), squash(lb)
+        if min(len(sa), len(sb)) >= 3 and (sa in sb or sb in sa):
+            return True
+        syn = self.rules.synonym_set(key_a)
+        return syn is not None and syn == self.rules.synonym_set(key_b)
+
+
+def _tail(key: str, depth: int) -> str | None:
+    """The last `depth` segments of a key, case- and underscore-insensitive (None if too short)."""
+    parts = key.split(".")
+    if len(parts) < depth:
+        return None
+    return ".".join(squash(p) for p in parts[-depth:])
+
+
+def _value_key(value: Any) -> Any:
+    """A hashable key under which equal values (3 and 3.0, not true and 1) meet."""
+    if value is None or isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, (int, float)):
+        return ("n", "nan" if value != value else float(value))
+    if isinstance(value, str):
+        return ("s", value.strip().lower())
+    return ("o", value_text(value))
+
+
+def _trivial(value: Any) -> bool:
+    """Values so common that equality alone says nothing about two keys being the same."""
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, (int, float)):
+        return not math.isfinite(value) or (float(value).is_integer() and abs(value) < 100)
+    if isinstance(value, str):
+        return len(value.strip()) < 3 or value.strip().lower() in _TRIVIAL_WORDS
+    return not value
+
+
+# -- defaults and comparison ---------------------------------------------------------------
+
+
+class _Defaults:
+    """Looks up the value a key takes when a config lacks it: by key, alias, leaf or synonym."""
+
+    def __init__(self, defaults: dict[str, Any], aliases: dict[str, str], rules: Rules) -> None:
+        self.values = defaults
+        self.aliases = {**{v: k for k, v in aliases.items()}, **aliases}
+        self.rules = rules
+        self.by_leaf: dict[str, list[str]] = defaultdict(list)
+        self.by_synonym: dict[int, list[str]] = defaultdict(list)
+        for k in defaults:
+            self.by_leaf[squash(leaf(k))].append(k)
+            syn = rules.synonym_set(k)
+            if syn is not None:
+                self.by_synonym[syn].append(k)
+
+    def lookup(self, key: str) -> tuple[bool, Any]:
+        """(found, value) for a key a config lacks."""
+        for candidate in (key, self.aliases.get(key)):
+            if candidate is not None and candidate in self.values:
+                return True, self.values[candidate]
+        for group in (self.by_leaf.get(squash(leaf(key)), []), self.by_synonym.get(self.rules.synonym_set(key), [])):  # type: ignore[arg-type]
+            same_section = [k for k in group if parent(k) in ("", parent(key))]
+            if len(same_section) == 1:
+                return True, self.values[same_section[0]]
+        return False, None
+
+
+def _compare(pairing: _Pairing, values_a: dict[str, Any], values_b: dict[str, Any], defaults: _Defaults, strict: bool) -> list[Difference]:
+    """Differences of paired keys, then of keys only one side has (defaults filling the other)."""
+    out: list[Difference] = []
+    for key_a, key_b in pairing.pairs.items():
+        d = _compare_pair(key_a, key_b, values_a[key_a], values_b[key_b], strict)
+        if d is not None:
+            out.append(d)
+    for key in pairing.free_a():
+        found, value = defaults.lookup(key)
+        if not found:
+            out.append(Difference(key, values_a[key], None, "removed", key, None))
+        elif not values_equal(values_a[key], value, strict_types=strict):
+            out.append(Difference(key, values_a[key], value, "removed", key, None, b_default=True))
+    for key in pairing.free_b():
+        found, value = defaults.lookup(key)
+        if not found:
+            out.append(Difference(key, None, values_b[key], "added", None, key))
+        elif not values_equal(value, values_b[key], strict_types=strict):
+            out.append(Difference(key, value, values_b[key], "added", None, key, a_default=True))
+    return out
+
+
+def _compare_pair(key_a: str, key_b: str, a: Any, b: Any, strict: bool) -> Difference | None:
+    """A difference for two paired keys, or None when they hold the same setting under the same name."""
+    display = key_a if key_a == key_b else f"{key_a} -> {key_b}"
+    if type(a) is type(b) and isinstance(a, (str, int, float)) and a == b:
+        return None if key_a == key_b else Difference(display, a, b, "changed", key_a, key_b, level="none")
+    if values_equal(a, b, strict_types=strict):
+        return None if key_a == key_b else Difference(display, a, b, "changed", key_a, key_b, level="none")
+    type_change = values_equal(a, b) or _type_class(a) != _type_class(b)
+    return Difference(display, a, b, "type" if type_change else "changed", key_a, key_b)
+
+
+def _type_class(value: Any) -> str:
+    """Coarse type, so that 3 -> 3.5 is a change and 3 -> 'three' a type change (null is a value)."""
+    if value is None:
+        return "any"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return type(value).__name__
+
+
+def _score(d: Difference, rules: Rules) -> None:
+    """Fill level, score, reason and category from the impact rules."""
+    key = d.flat_key
+    if d.level == "none" and d.key_a != d.key_b and values_equal(d.a, d.b):
+        d.score, d.reason, d.category = 0.0, "renamed; same value", rules.rule_for(key).category
+        return
+    result = assess(
+        rules,
+        key,
+        d.a,
+        d.b,
+        a_state=_state(d.key_a, d.a_default),
+        b_state=_state(d.key_b, d.b_default),
+        type_only=d.kind == "type" and values_equal(d.a, d.b),
+    )
+    d.level, d.score, d.reason, d.category = result.level, result.score, result.reason, result.category
+
+
+def _state(key: str | None, from_default: bool) -> str:
+    if key is not None:
+        return PRESENT
+    return DEFAULT if from_default else ABSENT
+
+
+# -- factors -------------------------------------------------------------------------------
+
+
+def _factors(differences: list[Difference], groups: dict[str, list[str]], rules: Rules, order: dict[str, int]) -> list[Factor]:
+    """Named groups first, then families of keys that change identically, then single keys."""
+    taken: set[int] = set()
+    members: list[tuple[str, list[Difference]]] = []
+    for name, patterns in groups.items():
+        chosen = [d for d in differences if id(d) not in taken and _in_group(d, patterns)]
+        if chosen:
+            taken.update(id(d) for d in chosen)
+            members.append((name, chosen))
+    rest = [d for d in differences if id(d) not in taken and d.level != "none"]
+    for family in _families(rest, rules):
+        family.sort(key=lambda d: order.get(d.flat_key, 0))
+        members.append(("+".join(d.key for d in family), family))
+    factors = [_make_factor(name, ds, rules) for name, ds in members]
+    factors.sort(key=lambda f: (-f.score, LEVELS.index(f.level), min(order.get(d.flat_key, 0) for d in f.differences)))
+    return factors
+
+
+def _in_group(d: Difference, patterns: Iterable[str]) -> bool:
+    keys = [k for k in (d.key_a, d.key_b) if k]
+    return any(_key_matches(k, p) for k in keys for p in patterns)
+
+
+def _families(differences: list[Difference], rules: Rules) -> list[list[Difference]]:
+    """Keys in one section, under one rule, with the same change, whose names share a word."""
+    buckets: dict[Any, list[Difference]] = defaultdict(list)
+    for d in differences:
+        signature = (
+            parent(d.flat_key),
+            rules.index_for(d.flat_key),
+            d.kind,
+            _value_key(d.a),
+            _value_key(d.b),
+            d.a_default,
+            d.b_default,
+            d.key_a is None,
+            d.key_b is None,
+        )
+        buckets[signature].append(d)
+    families: list[list[Difference]] = []
+    for bucket in buckets.values():
+        families.extend(_word_components(bucket))
+    return families
+
+
+def _word_components(bucket: list[Difference]) -> list[list[Difference]]:
+    """Split a bucket into groups whose leaf names are linked by shared words."""
+    groups: list[tuple[set[str], list[Difference]]] = []
+    for d in bucket:
+        w = set(words(leaf(d.flat_key)))
+        linked = [g for g in groups if g[0] & w]
+        merged_words, merged = w, [d]
+        for g in linked:
+            merged_words |= g[0]
+            merged = g[1] + merged
+            groups.remove(g)
+        groups.append((merged_words, merged))
+    return [g[1] for g in groups]
+
+
+def _make_factor(name: str, differences: list[Difference], rules: Rules) -> Factor:
+    """A factor takes its level, score and category from its most impactful difference."""
+    top = max(differences, key=lambda d: (d.score, -LEVELS.index(d.level)))
+    for d in differences:
+        d.factor = name
+    return Factor(name, differences, top.level, top.score, top.category, _factor_reason(differences, rules))
+
+
+def _factor_reason(differences: list[Difference], rules: Rules) -> str:
+    """One reason for the factor: the shared one, or one naming all keys of a family."""
+    reasons = list(dict.fromkeys(d.reason for d in differences))
+    if len(reasons) == 1:
+        return reasons[0]
+    first = differences[0]
+    if all(rules.index_for(d.flat_key) == rules.index_for(first.flat_key) for d in differences) and all(
+        values_equal(d.a, first.a) and values_equal(d.b, first.b) for d in differences
+    ):
+        subject = ", ".join(leaf(d.flat_key) for d in differences)
+        return assess(
+            rules, first.flat_key, first.a, first.b,
+            a_state=_state(first.key_a, first.a_default), b_state=_state(first.key_b, first.b_default),
+            type_only=first.kind == "type" and values_equal(first.a, first.b), subject=subject,
+        ).reason
+    return "; ".join(reasons)
+
+
+# -- keys ----------------------------------------------------------------------------------
+
+
+def _ignored(key: str, patterns: list[str]) -> bool:
+    return any(_key_matches(key, p) for p in patterns)
+
+
+def _key_matches(key: str, pattern: str) -> bool:
+    """Glob on the whole key, case-insensitively; a pattern without a dot also matches the leaf name
+    or a leading section (`--ignore logging` skips `logging.*`)."""
+    k, p = key.lower(), pattern.lower()
+    if fnmatch.fnmatchcase(k, p) or fnmatch.fnmatchcase(k, p + ".*"):
+        return True
+    if "." in p:
+        return False
+    return fnmatch.fnmatchcase(leaf(key).lower(), p) or fnmatch.fnmatchcase(snake(leaf(key)), snake(pattern))
+
+
+def _json_value(value: Any) -> Any:
+    """A value JSON can carry (non-finite floats as text)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return value_text(value)
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return value_text(value)

@@ -1,0 +1,185 @@
+"""The journal: `OUT_DIR/journal.jsonl`, one JSON line per finished trial, replayed by `--resume`.
+
+Trial lines are `{"event": "trial", "time": ..., "trial": {...}, "outcome": {...}}`, appended
+with flush + fsync. Other lines record search events (`submitted` job ids, `round`s, ...).
+`OUT_DIR/.lock` is held (fcntl.flock) while the journal is open, so two searches never write
+the same OUT_DIR; the kernel releases it when a search dies, even by `kill -9`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from bisect_runs.errors import JournalError
+from bisect_runs.trials import (
+    Outcome,
+    Trial,
+    encode_value,
+    outcome_from_json,
+    outcome_to_json,
+    trial_to_json,
+)
+
+JOURNAL_FILE = "journal.jsonl"
+LOCK_FILE = ".lock"
+
+
+class Journal:
+    """Append-only record of a search's trials; `finished(id)` answers from it without running."""
+
+    def __init__(self, out_dir: str | Path, resume: bool = False) -> None:
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / JOURNAL_FILE
+        self.resume = resume
+        self._finished: dict[str, Outcome] = {}
+        self._jobs: dict[str, str] = {}
+        self._file: IO[str] | None = None
+        self._lock_file: IO[str] | None = None
+        self._write_lock = threading.Lock()
+
+    def __enter__(self) -> Journal:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Take the OUT_DIR lock, replay the journal (with resume) and open it for appending."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _take_lock(self.out_dir)
+        try:
+            self._open_journal()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the journal and release the OUT_DIR lock."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing releases the flock
+            self._lock_file = None
+
+    def _open_journal(self) -> None:
+        entries = _truncate_torn_tail(self.path)
+        trial_lines = [e for e in entries if e.get("event") == "trial"]
+        if trial_lines and not self.resume:
+            raise JournalError(
+                f"{self.out_dir} already holds a search ({len(trial_lines)} trials in {JOURNAL_FILE}): "
+                "pass --resume to continue it, or choose another --out"
+            )
+        if not self.resume:
+            self.path.write_text("", encoding="utf-8")
+        for entry in entries:
+            self._replay(entry)
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def _replay(self, entry: dict[str, Any]) -> None:
+        if entry.get("event") == "trial":
+            try:
+                outcome = outcome_from_json(entry["outcome"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise JournalError(f"{self.path}: unreadable trial line ({exc})") from None
+            if outcome.finished:
+                self._finished[outcome.trial_id] = outcome
+        elif entry.get("event") == "submitted" and entry.get("job_id"):
+            self._jobs[str(entry["trial_id"])] = str(entry["job_id"])
+
+    # -- queries --------------------------------------------------------------------------
+
+    def finished(self, trial_id: str) -> Outcome | None:
+        """The recorded outcome of a finished trial (never an interrupted one)."""
+        return self._finished.get(trial_id)
+
+    def job_id(self, trial_id: str) -> str | None:
+        """The last job id recorded for a trial that has not finished (to re-attach or clean up)."""
+        return None if trial_id in self._finished else self._jobs.get(trial_id)
+
+    def finished_ids(self) -> set[str]:
+        return set(self._finished)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def record(self, trial: Trial, outcome: Outcome) -> None:
+        """Append a trial line (flushed and fsynced); interrupted ones are kept but run again."""
+        self._append({"event": "trial", "trial": trial_to_json(trial), "outcome": outcome_to_json(outcome)}, sync=True)
+        if outcome.finished:
+            self._finished[trial.id] = outcome
+        self._jobs.pop(trial.id, None)
+
+    def submitted(self, trial_id: str, job_id: str) -> None:
+        """Note a job id as soon as it is known (flushed, not fsynced: cheap, survives kill -9)."""
+        self._jobs[trial_id] = job_id
+        self._append({"event": "submitted", "trial_id": trial_id, "job_id": job_id}, sync=False)
+
+    def event(self, name: str, **fields: Any) -> None:
+        """Append a search-level event, e.g. `journal.event("round", number=2, trials=[...])`."""
+        self._append({"event": name, **fields}, sync=True)
+
+    def _append(self, entry: dict[str, Any], sync: bool) -> None:
+        if self._file is None:
+            raise JournalError(f"{self.path}: the journal is not open")
+        line = json.dumps({**entry, "time": round(time.time(), 3)}, default=encode_value, allow_nan=True)
+        with self._write_lock:
+            self._file.write(line + "\n")
+            self._file.flush()
+            if sync:
+                os.fsync(self._file.fileno())
+
+
+def read_journal(out_dir: str | Path) -> list[dict[str, Any]]:
+    """Every readable line of a search's journal (a torn last line is skipped); no lock taken."""
+    path = Path(out_dir) / JOURNAL_FILE
+    return list(_entries(path.read_text(encoding="utf-8"))) if path.exists() else []
+
+
+def _entries(text: str) -> Iterator[dict[str, Any]]:
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a line torn by a crash mid-write
+        if isinstance(entry, dict):
+            yield entry
+
+
+def _truncate_torn_tail(path: Path) -> list[dict[str, Any]]:
+    """Read the journal; cut a torn last line so the next append starts on a fresh line."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with path.open("r+b") as f:
+            f.truncate(end)
+            f.flush()
+            os.fsync(f.fileno())
+    return list(_entries(data[:end].decode("utf-8", errors="replace")))
+
+
+def _take_lock(out_dir: Path) -> IO[str]:
+    """Hold an exclusive flock on OUT_DIR/.lock, or say which process holds it."""
+    path = out_dir / LOCK_FILE
+    handle = path.open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise JournalError(f"{out_dir} is in use by another search (pid {holder})") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle

@@ -1,0 +1,179 @@
+"""Flattening configs to dotted keys and comparing values by meaning, not by YAML spelling.
+
+`flatten` turns nested data into `optim.lr`-style keys, lists of named dicts into
+`callbacks[name=early_stop].patience`, and remembers each key's path for writing back.
+`values_equal` says whether two values mean the same setting: `1e-5` (a string to
+PyYAML) equals `1.0e-05`, `3 == 3.0`, `yes == true`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Path_ = tuple[str | int, ...]
+ID_KEYS: tuple[str, ...] = ("name", "id", "type")
+
+_SCI_FLOAT = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+$")
+_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
+_TRUE = frozenset({"true", "yes", "on", "y"})
+_FALSE = frozenset({"false", "no", "off", "n"})
+
+
+@dataclass(frozen=True)
+class FlatConfig:
+    """Dotted key -> canonical value (document order), and dotted key -> path into the source data."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    paths: dict[str, Path_] = field(default_factory=dict)
+
+
+def flatten(data: Mapping[str, Any]) -> FlatConfig:
+    """Leaves of a nested config under dotted keys; lists of scalars stay one value."""
+    flat = FlatConfig()
+    _flatten_into(flat, data, "", ())
+    return flat
+
+
+def _flatten_into(flat: FlatConfig, value: Any, prefix: str, path: Path_) -> None:
+    """Recursive step of flatten: mappings and lists holding mappings are expanded."""
+    if isinstance(value, Mapping) and value:
+        for key, item in value.items():
+            _flatten_into(flat, item, _join(prefix, str(key)), (*path, key))
+    elif isinstance(value, (list, tuple)) and any(isinstance(v, Mapping) for v in value):
+        ident = list_identity(value)
+        for index, item in enumerate(value):
+            label = f"{prefix}[{ident}={item[ident]}]" if ident else _join(prefix, str(index))
+            _flatten_into(flat, item, label, (*path, index))
+    else:
+        key = prefix or "."
+        flat.values[key] = canonical(value)
+        flat.paths[key] = path
+
+
+def _join(prefix: str, key: str) -> str:
+    """`a` + `b` -> `a.b`."""
+    return f"{prefix}.{key}" if prefix else key
+
+
+def list_identity(items: list[Any] | tuple[Any, ...]) -> str | None:
+    """The key (`name`, `id`, `type`) that names every dict of a list uniquely, if there is one."""
+    if not items or not all(isinstance(item, Mapping) for item in items):
+        return None
+    for key in ID_KEYS:
+        labels = [item.get(key) for item in items]
+        if all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in labels):
+            if len({str(x) for x in labels}) == len(labels):
+                return key
+    return None
+
+
+def canonical(value: Any) -> Any:
+    """One spelling per meaning: '1e-5' -> 1e-05 (float), tuples -> lists; real strings untouched."""
+    if isinstance(value, str):
+        if _SCI_FLOAT.match(value.strip()):
+            return float(value)
+        return value
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: canonical(v) for k, v in value.items()}
+    return value
+
+
+def values_equal(a: Any, b: Any, *, strict_types: bool = False) -> bool:
+    """Whether two values mean the same setting; with strict_types a type change also counts."""
+    a, b = canonical(a), canonical(b)
+    if strict_types:
+        return _strict_equal(a, b)
+    return _loose_equal(a, b)
+
+
+def _strict_equal(a: Any, b: Any) -> bool:
+    """Equal values of the same type (nested containers compared item by item)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_strict_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_strict_equal(a[k], b[k]) for k in a)
+    if isinstance(a, float):
+        return _numbers_equal(a, b)
+    return bool(a == b)
+
+
+def _loose_equal(a: Any, b: Any) -> bool:
+    """Equal by meaning: numbers by value, YAML 1.1 boolean words, numeric strings."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_loose_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_loose_equal(a[k], b[k]) for k in a)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return _as_bool(a) is not None and _as_bool(a) == _as_bool(b)
+    na, nb = _as_number(a), _as_number(b)
+    if na is not None and nb is not None and (not isinstance(a, str) or not isinstance(b, str)):
+        return _numbers_equal(na, nb)
+    if a is None or b is None:
+        return a is None and b is None
+    return type(a) is type(b) and bool(a == b)
+
+
+def _as_bool(value: Any) -> bool | None:
+    """True/False for booleans, YAML 1.1 boolean words and 0/1; None for anything else."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        return True if word in _TRUE else False if word in _FALSE else None
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    return None
+
+
+def _as_number(value: Any) -> int | float | None:
+    """A number, or a string spelling one ('3', '0.5'); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        text = value.strip()
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    return None
+
+
+def _numbers_equal(a: float | int, b: float | int) -> bool:
+    """Exact or within float round-off; NaN equals NaN (the same setting written twice)."""
+    if a == b:
+        return True
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
+
+
+def value_text(value: Any, *, max_len: int | None = None) -> str:
+    """Short human text of a value for tables: 1e-05, true, null, [1, 2], adamw."""
+    text = _text(canonical(value))
+    if max_len is not None and len(text) > max_len:
+        return text[: max(max_len - 1, 1)] + "…"
+    return text
+
+
+def _text(value: Any) -> str:
+    """YAML-like spelling without quotes around plain strings."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, str):
+        return value if value and value.strip() == value and "," not in value else repr(value)
+    return str(value)

@@ -1,0 +1,222 @@
+"""Figures for reports and `compare`: PNGs sized for a wiki page (800 px wide), Agg backend.
+
+matplotlib is an extra: it is imported only when a figure is drawn, and `available()`
+says beforehand whether it can be.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+History = list[tuple[int, float]]
+WIDTH_IN, DPI = 8.0, 100  # 800 px: a wiki column
+COLORS = {"A": "#1b7837", "B": "#b2182b"}  # good green, bad red; variants take the cycle
+CYCLE = ["#2166ac", "#e08214", "#762a83", "#35978f", "#8c510a", "#c51b7d", "#4d4d4d"]
+
+
+def available() -> bool:
+    """True when matplotlib can be imported (the `report` extra)."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(
+        {
+            "font.size": 11, "axes.titlesize": 13, "axes.labelsize": 11, "legend.fontsize": 10,
+            "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
+            "svg.hashsalt": "bisect-runs", "path.simplify": True,
+        }
+    )  # fmt: skip
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """Save a PNG atomically, without timestamps in its metadata (same input, same bytes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=DPI, format="png", metadata={"Software": None})
+    tmp.replace(path)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def color_for(label: str, index: int) -> str:
+    """A for good (green), B for bad (red), variants from a colour-blind-safe cycle."""
+    return COLORS.get(label.split(":")[0].strip(), CYCLE[index % len(CYCLE)])
+
+
+def plot_overlay(path: Path, metric: str, curves: dict[str, History], diverge_at: int | None = None, mode: str | None = None) -> Path:
+    """Two (or more) runs' histories of one metric by step; the divergence step marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(WIDTH_IN, 4.2), layout="constrained")
+    for i, (label, history) in enumerate(curves.items()):
+        steps = [s for s, v in history if math.isfinite(v)]
+        values = [v for s, v in history if math.isfinite(v)]
+        ax.plot(steps, values, color=color_for(label, i), lw=1.6, label=label, marker="o" if len(steps) < 30 else None, ms=3)
+    if diverge_at is not None:
+        ax.axvline(diverge_at, color="#555555", ls="--", lw=1.2, label=f"diverge at step {diverge_at:,}")
+    better = {"min": " (lower is better)", "max": " (higher is better)"}.get(mode or "", "")
+    ax.set_title(f"{metric}: A vs B by training step")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(metric + better)
+    _step_axis(ax)
+    ax.legend(loc="best", frameon=False)
+    return _save(fig, path)
+
+
+@dataclass
+class CurveGroup:
+    """The learning curves of one variant over its seeds."""
+
+    label: str
+    histories: list[History]
+
+
+def plot_learning_curves(path: Path, metric: str, groups: Sequence[CurveGroup], unit: str = "") -> Path:
+    """Mean over seeds with a min-max band, one colour per variant (A, B and decisive variants)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(WIDTH_IN, 4.5), layout="constrained")
+    for i, group in enumerate(groups):
+        steps, mean, lo, hi = mean_band(group.histories)
+        if not steps:
+            continue
+        color = color_for(group.label, i)
+        n = len(group.histories)
+        ax.plot(steps, mean, color=color, lw=1.8, label=f"{_short(group.label)} (n={n})")
+        if n > 1:
+            ax.fill_between(steps, lo, hi, color=color, alpha=0.15, lw=0)
+    ax.set_title(f"Learning curves: {metric}, mean and range over seeds")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(metric + (f" ({unit})" if unit else ""))
+    _step_axis(ax)
+    ax.legend(loc="best", frameon=False)
+    return _save(fig, path)
+
+
+def mean_band(histories: list[History]) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Per step logged by every seed: mean, min and max of the finite values."""
+    by_step: dict[int, list[float]] = {}
+    for history in histories:
+        for s, v in history:
+            if math.isfinite(v):
+                by_step.setdefault(s, []).append(v)
+    full = max((len(v) for v in by_step.values()), default=0)
+    steps = sorted(s for s, v in by_step.items() if len(v) >= max(1, full // 2))
+    mean = [sum(by_step[s]) / len(by_step[s]) for s in steps]
+    return steps, mean, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps]
+
+
+@dataclass
+class EffectBar:
+    """One effect with its 95 % interval, as drawn."""
+
+    label: str
+    effect: float
+    ci_low: float
+    ci_high: float
+    culprit: bool = False
+
+
+def plot_effects(path: Path, bars: Sequence[EffectBar], metric: str, unit: str = "", regression: EffectBar | None = None) -> Path:
+    """Dot plot of measured effects with 95 % intervals; culprits in red, the B-vs-A gap as a band."""
+    plt = _pyplot()
+    rows = list(reversed(bars))
+    height = 1.6 + 0.42 * max(1, len(rows))
+    fig, ax = plt.subplots(figsize=(WIDTH_IN, min(height, 9.0)), layout="constrained")
+    for y, bar in enumerate(rows):
+        color = COLORS["B"] if bar.culprit else "#4d4d4d"
+        ax.errorbar(bar.effect, y, xerr=[[bar.effect - bar.ci_low], [bar.ci_high - bar.effect]],
+                    fmt="o", color=color, ecolor=color, elinewidth=2, capsize=4, ms=7)  # fmt: skip
+    ax.axvline(0, color="#333333", lw=1)
+    if regression is not None:
+        ax.axvspan(regression.ci_low, regression.ci_high, color=COLORS["B"], alpha=0.08, lw=0)
+        ax.axvline(regression.effect, color=COLORS["B"], ls="--", lw=1.2, label=f"B vs A gap ({regression.effect:.3g})")
+        ax.legend(loc="lower right", frameon=False)
+    ax.set_yticks(range(len(rows)), [_short(b.label, 38) for b in rows])
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel(f"effect on {metric}" + (f" ({unit})" if unit else "") + ", 95 % CI; positive = worse")
+    ax.set_title("Measured effect of each difference (red: culprit)")
+    ax.grid(axis="y", visible=False)
+    return _save(fig, path)
+
+
+@dataclass
+class RoundCell:
+    """One variant tested in one round: which factors were at B's value, how many trials, how many failed."""
+
+    round: int
+    label: str
+    trials: int
+    failed: int = 0
+    at_b: frozenset[str] | None = None  # None when the label does not say (e.g. a commit)
+
+
+def plot_decisions(path: Path, cells: Sequence[RoundCell], factors: Sequence[str]) -> Path:
+    """The decision sequence as a design matrix: a row per variant and round, red = factor at B's value."""
+    plt = _pyplot()
+    from matplotlib.colors import ListedColormap
+
+    rows = list(cells)
+    matrix = [[1.0 if cell.at_b is not None and f in cell.at_b else 0.0 for f in factors] for cell in rows]
+    height = 1.9 + 0.3 * len(rows) + 0.07 * max((len(f) for f in factors), default=0)
+    fig, ax = plt.subplots(figsize=(WIDTH_IN, min(height, 14.0)), layout="constrained")
+    ax.imshow(matrix, cmap=ListedColormap(["#d9f0d3", COLORS["B"]]), vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(len(factors)), [_short(f, 24) for f in factors], rotation=35, ha="right")
+    ax.set_yticks(range(len(rows)), [f"R{c.round}  {_short(c.label, 26)}" for c in rows], fontsize=9)
+    ax.tick_params(axis="x", labelsize=9)
+    for y, cell in enumerate(rows):
+        note = f"{cell.trials}×" + (f" ({cell.failed} failed)" if cell.failed else "")
+        ax.annotate(note, (1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=9)
+        if y and cell.round != rows[y - 1].round:
+            ax.axhline(y - 0.5, color="black", lw=1.5)
+    ax.set_xticks([x - 0.5 for x in range(1, len(factors))], minor=True)
+    ax.grid(which="minor", color="white", lw=1)
+    ax.grid(which="major", visible=False)
+    ax.tick_params(which="minor", length=0)
+    ax.set_title("Decision sequence: variants per round (red: at B's value, green: at A's)")
+    return _save(fig, path)
+
+
+def plot_rounds(path: Path, cells: Sequence[RoundCell], rounds: int) -> Path:
+    """Fallback when variants are not factor sets: a dot per (round, variant), size = trials."""
+    plt = _pyplot()
+    labels: list[str] = []
+    for cell in cells:
+        if cell.label not in labels:
+            labels.append(cell.label)
+    fig, ax = plt.subplots(figsize=(WIDTH_IN, min(1.6 + 0.36 * len(labels), 10.0)), layout="constrained")
+    y_of = {label: len(labels) - 1 - i for i, label in enumerate(labels)}
+    for cell in cells:
+        color = color_for(cell.label, labels.index(cell.label))
+        ax.scatter(cell.round, y_of[cell.label], s=40 + 30 * cell.trials, color=color, alpha=0.85, zorder=3)
+        note = f"{cell.trials}" + (f" ({cell.failed} failed)" if cell.failed else "")
+        ax.annotate(note, (cell.round, y_of[cell.label]), xytext=(9, -4), textcoords="offset points", fontsize=9)
+    ax.set_yticks(range(len(labels)), [_short(label, 38) for label in reversed(labels)])
+    ax.set_xticks(range(1, rounds + 1))
+    ax.set_xlim(0.5, rounds + 0.9)
+    ax.set_xlabel("round (trials in a round run in parallel)")
+    ax.set_title("Decision sequence: variants tested per round")
+    ax.grid(axis="y", visible=False)
+    return _save(fig, path)
+
+
+def _step_axis(ax: Any) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if abs(x) >= 10_000 else f"{x:g}"))
+
+
+def _short(label: str, width: int = 48) -> str:
+    return label if len(label) <= width else label[: width - 1] + "…"

@@ -1,0 +1,216 @@
+"""The report as a wiki page: GitHub/GitLab-flavoured Markdown, figures linked relatively."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bisect_runs.report.content import Unit, num
+
+MD_SPECIALS = str.maketrans({"|": "\\|", "\n": " "})
+
+
+def render_markdown(c: dict[str, Any]) -> str:
+    """The whole page, sections in the order a reader needs them: verdict first."""
+    unit = Unit(c["unit"]["scale"], _pad(c["unit"]["value_suffix"]), _pad(c["unit"]["difference"]))
+    sections = [
+        [f"# {c['title']}", ""],
+        _partial_banner(c),
+        _verdict(c),
+        _differences(c),
+        _trials(c, unit),
+        _figures(c),
+        _reproduce(c),
+        _environment(c),
+    ]
+    return "\n".join(line for section in sections for line in section).rstrip() + "\n"
+
+
+def _partial_banner(c: dict[str, Any]) -> list[str]:
+    if c["status"] == "complete":
+        return []
+    return [f"> **Partial report.** {c['partial_reason']}", ""]
+
+
+def _verdict(c: dict[str, Any]) -> list[str]:
+    lines = ["## Verdict", ""]
+    good, bad = c.get("good"), c.get("bad")
+    if good or bad:
+        lines += [f"A (good): `{good}` · B (regressed): `{bad}` · metric: `{c['metric']}` ({_direction(c['mode'])})", ""]
+    lines += [c["verdict"]["paragraph"] or "No verdict yet: too few trials have finished.", ""]
+    details = c.get("details") or {}
+    for key in ("classification", "masking", "divergence_rates"):
+        if details.get(key):
+            lines.append(f"- {key.replace('_', ' ').capitalize()}: {_detail_text(details[key])}")
+    if any(details.get(k) for k in ("classification", "masking", "divergence_rates")):
+        lines.append("")
+    return lines
+
+
+def _differences(c: dict[str, Any]) -> list[str]:
+    rows = c["differences"]
+    lines = ["## Differences: prior impact against measured effect", ""]
+    if not rows:
+        return lines + ["No searched differences are recorded (no summary.json yet).", ""]
+    lines += [
+        "Ranked by the prior impact of `bisect-runs diff`; the measured effect is the change in "
+        f"`{c['metric']}` the difference causes (95 % CI, positive = worse), and the last column says "
+        "whether the prior was right.",
+        "",
+        f"| # | prior | key(s) | A | B | why (prior) | measured effect{_unit_header(c)} | explains | measured | prior was |",
+        "|---:|---|---|---|---|---|---|---:|---|---|",
+    ]
+    for r in rows:
+        frac = r.get("explained_fraction")
+        lines.append(
+            "| " + " | ".join(_cell(x) for x in (
+                str(r["rank"]), r["level"] or "?", ", ".join(f"`{k}`" for k in r["names"]),
+                r["a_text"], r["b_text"], r["reason"] or "", r["effect_text"],
+                "—" if frac is None else f"{frac * 100:.0f} %", _bold_if(r["measured"], r["measured"] == "culprit"),
+                r["prior"],
+            )) + " |"
+        )  # fmt: skip
+    lines.append("")
+    if c.get("not_searched"):
+        names = ", ".join(f"`{k}`" for k in c["not_searched"])
+        lines += [f"Not searched (judged to have no effect on results): {names}.", ""]
+    return lines
+
+
+def _trials(c: dict[str, Any], unit: Unit) -> list[str]:
+    lines = ["## Trials", ""]
+    rows = c["trials"]
+    if not rows:
+        return lines + ["No trial has finished yet.", ""]
+    costs = c["costs"]
+    lines += [
+        f"{costs['trials']} trials in {len(c['rounds']) or '?'} rounds, {c['steps']} steps each. "
+        f"Mean ± sd over the trials that finished `ok`; failed trials count as the worst outcome in the statistics.",
+        "",
+        f"| variant | seeds | ok | diverged | crashed | timeout | {c['metric']} mean ± sd | steps/s | peak GPU MB | wall s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        extra = []
+        if r["infra"]:
+            extra.append(f"{r['infra']} infra")
+        if r["interrupted"]:
+            extra.append(f"{r['interrupted']} interrupted")
+        variant = r["variant"] + (f" ({', '.join(extra)})" if extra else "")
+        lines.append(
+            "| " + " | ".join(_cell(x) for x in (
+                variant, seed_ranges(r["seeds"]), str(r["ok"]), str(r["diverged"]), str(r["crashed"]),
+                str(r["timeout"]), r["mean_text"], _opt(r["steps_per_s"]), _opt(r["peak_gpu_mem_mb"]),
+                _opt(r["wall_s"]),
+            )) + " |"
+        )  # fmt: skip
+    return lines + [""]
+
+
+def _figures(c: dict[str, Any]) -> list[str]:
+    lines = ["## Figures", ""]
+    if c.get("figures_note"):
+        lines += [c["figures_note"], ""]
+    for fig in c.get("figures") or []:
+        lines += [f"![{fig['title']}]({fig['file']})", "", f"*{fig['caption']}*", ""]
+    return lines if len(lines) > 2 else []
+
+
+def _reproduce(c: dict[str, Any]) -> list[str]:
+    r = c["reproduce"]
+    lines = ["## How to reproduce", ""]
+    lines += ["Rerun the whole search (same trials, same seeds; finished ones are reused with `--resume`):", "", "```sh", r["search"], "```", ""]
+    lines += ["Regenerate this page without running anything:", "", "```sh", r["report"], "```", ""]
+    lines += [
+        f"- Good config (A): `{r['good']}`; regressed config (B): `{r['bad']}`",
+        f"- Budget: {r['steps']} steps per trial; strategy: `{r['strategy']}`; seeds used: {seed_ranges(r['seeds'])}",
+        f"- Statistics: {r['statistics']}",
+        "",
+    ]
+    if r["trials"]:
+        lines += ["One trial of each key variant, exactly as it ran (its config is linked):", ""]
+        for t in r["trials"]:
+            lines.append(f"- **{_cell(t['variant'])}**, seed {t['seed']}: config [`{t['config']}`]({t['config']})")
+            if t["command"]:
+                lines += ["", "  ```sh", f"  {t['command']}", "  ```"]
+        lines.append("")
+    return lines
+
+
+def _environment(c: dict[str, Any]) -> list[str]:
+    env = c.get("environment")
+    costs = c["costs"]
+    lines = ["## Environment", ""]
+    if env:
+        git = env.get("git")
+        if git and git.get("commit"):
+            state = "dirty" if git.get("dirty") else "clean"
+            branch = f" on `{git['branch']}`" if git.get("branch") else ""
+            changed = git.get("changed_files") or []
+            more = f" (changed: {', '.join(f'`{f}`' for f in changed[:8])})" if changed and git.get("dirty") else ""
+            lines.append(f"- Trainer repository: `{git.get('root')}` at `{git['commit'][:12]}`{branch} ({git.get('subject', '')}), {state}{more}")
+        elif git is None:
+            lines.append("- Trainer repository: not a git repository")
+        lines.append(f"- Python {env.get('python')}; torch {env.get('torch') or 'not installed'}; bisect-runs {env.get('bisect_runs')}")
+        gpus = env.get("gpus") or []
+        lines.append(f"- GPUs: {'; '.join(gpus) if gpus else 'none'}")
+        lines.append(f"- Host: `{env.get('host')}` ({env.get('platform')}); date: {env.get('date')}")
+    span = costs.get("span_hours")
+    span_text = f", {span:.2f} h wall clock" if isinstance(span, float) else ""
+    lines.append(
+        f"- Cost: {costs['trials']} trials, {costs['gpu_hours']:.2f} GPU-hours, "
+        f"{costs['cpu_trial_hours']:.2f} CPU trial-hours{span_text}"
+    )
+    return lines + [""]
+
+
+# -- small pieces ----------------------------------------------------------------------
+
+
+def seed_ranges(seeds: list[int]) -> str:
+    """[0, 1, 2, 3, 7] -> '0–3, 7'."""
+    if not seeds:
+        return "—"
+    parts, start, prev = [], seeds[0], seeds[0]
+    for s in [*seeds[1:], None]:
+        if s is not None and s == prev + 1:
+            prev = s
+            continue
+        parts.append(str(start) if start == prev else f"{start}–{prev}")
+        if s is not None:
+            start = prev = s
+    return ", ".join(parts)
+
+
+def _unit_header(c: dict[str, Any]) -> str:
+    return f" ({c['unit']['difference']}, 95 % CI)" if c["unit"]["difference"] else " (95 % CI)"
+
+
+def _cell(text: str) -> str:
+    return str(text).translate(MD_SPECIALS)
+
+
+def _opt(x: float | None) -> str:
+    return "—" if x is None or not math.isfinite(x) else num(x)
+
+
+def _bold_if(text: str, bold: bool) -> str:
+    return f"**{text}**" if bold else text
+
+
+def _direction(mode: str) -> str:
+    return "lower is better" if mode == "min" else "higher is better"
+
+
+def _pad(text: str) -> str:
+    return f" {text}" if text else ""
+
+
+def _detail_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_detail_text(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_detail_text(v) for v in value)
+    if isinstance(value, float):
+        return num(value)
+    return str(value)

@@ -1,0 +1,177 @@
+"""What a search left in OUT_DIR, read back: summary.json (if any), the journal's trials, launches.
+
+Reading needs no lock and runs nothing, so a report can be (re)written while a search is
+still running, after it was interrupted, or years later.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bisect_runs.errors import RunError
+
+SUMMARY_FILE, JOURNAL_FILE = "summary.json", "journal.jsonl"
+UNFINISHED = "interrupted"
+
+
+@dataclass
+class TrialRecord:
+    """One trial as the journal recorded it (the last line for its id wins)."""
+
+    id: str
+    label: str
+    seed: int
+    steps: int
+    command: list[str]
+    changes: list[list[Any]]
+    status: str
+    value: float | None
+    wall_s: float
+    steps_per_s: float | None = None
+    peak_gpu_mem_mb: float | None = None
+    history: list[tuple[int, float]] = field(default_factory=list)
+    infra: bool = False
+    gpus: int = 0
+    argv: list[str] = field(default_factory=list)  # the substituted command, from launch.json
+    time: float | None = None
+
+
+@dataclass
+class SearchRecord:
+    """A search's OUT_DIR: its summary (None when the search never finished) and trials."""
+
+    out_dir: Path
+    summary: dict[str, Any] | None
+    trials: list[TrialRecord]
+    rounds: list[dict[str, Any]]
+
+    @property
+    def complete(self) -> bool:
+        return self.summary is not None and bool(self.summary.get("complete", True))
+
+
+def load_search(out_dir: str | Path) -> SearchRecord:
+    """Read summary.json, journal.jsonl and each trial's launch.json from OUT_DIR."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise RunError(f"{out}: no such search output directory")
+    summary = _read_summary(out / SUMMARY_FILE)
+    entries = _read_journal(out / JOURNAL_FILE)
+    if summary is None and not entries:
+        raise RunError(f"{out}: neither {SUMMARY_FILE} nor {JOURNAL_FILE} found: is this a search's --out directory?")
+    trials = _trials(entries, out)
+    rounds = _rounds(summary, entries)
+    return SearchRecord(out, summary, trials, rounds)
+
+
+def _read_summary(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise RunError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: expected a JSON object at the top level")
+    return data
+
+
+def _read_journal(path: Path) -> list[dict[str, Any]]:
+    """Journal lines; a line torn by a crash mid-write is skipped."""
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
+
+
+def _trials(entries: list[dict[str, Any]], out: Path) -> list[TrialRecord]:
+    """Trial lines in first-recorded order; a finished line replaces an interrupted one."""
+    by_id: dict[str, TrialRecord] = {}
+    for entry in entries:
+        if entry.get("event", "trial") != "trial" or not isinstance(entry.get("trial"), dict):
+            continue
+        record = _trial_record(entry, out)
+        previous = by_id.get(record.id)
+        if previous is None or record.status != UNFINISHED or previous.status == UNFINISHED:
+            by_id[record.id] = record
+    return list(by_id.values())
+
+
+def _trial_record(entry: dict[str, Any], out: Path) -> TrialRecord:
+    trial, outcome = entry["trial"], entry.get("outcome") or {}
+    launch = _read_launch(out / "trials" / str(trial.get("id", "")) / "launch.json")
+    return TrialRecord(
+        id=str(trial.get("id", "")),
+        label=str(trial.get("label", "?")),
+        seed=int(trial.get("seed", 0)),
+        steps=int(trial.get("steps", 0)),
+        command=[str(a) for a in trial.get("command", [])],
+        changes=list(trial.get("changes", [])),
+        status=str(outcome.get("status", "crashed")),
+        value=_float(outcome.get("value")),
+        wall_s=_float(outcome.get("wall_s")) or 0.0,
+        steps_per_s=_float(outcome.get("steps_per_s")),
+        peak_gpu_mem_mb=_float(outcome.get("peak_gpu_mem_mb")),
+        history=_history(outcome.get("history") or []),
+        infra=bool(outcome.get("infra", False)),
+        gpus=int(launch.get("gpus") or 0),
+        argv=[str(a) for a in launch.get("argv", [])],
+        time=_float(entry.get("time")),
+    )
+
+
+def _history(pairs: list[Any]) -> list[tuple[int, float]]:
+    history = []
+    for pair in pairs:
+        if isinstance(pair, (list, tuple)) and len(pair) == 2:
+            step, value = _float(pair[0]), _float(pair[1])
+            if step is not None and value is not None:
+                history.append((int(step), value))
+    return history
+
+
+def _read_launch(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _rounds(summary: dict[str, Any] | None, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The decision sequence: summary.details.trial_rounds, else `round` events of the journal."""
+    details = (summary or {}).get("details") or {}
+    rounds = details.get("trial_rounds") if isinstance(details, dict) else None
+    if isinstance(rounds, list) and rounds:
+        return [r for r in rounds if isinstance(r, dict)]
+    events = [e for e in entries if e.get("event") == "round" and isinstance(e.get("trials"), list)]
+    return [{"round": e.get("number", i + 1), "trials": e["trials"]} for i, e in enumerate(events)]
+
+
+def _float(value: Any) -> float | None:
+    """A number from JSON (NaN kept as NaN, strings such as "NaN" parsed); None for anything else."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)

@@ -1,0 +1,130 @@
+"""An in-process simulated objective: the benchmark and the strategy tests drive the real strategies with it.
+
+loss(point, seed) = base + main effects of the factors set to B + interaction terms + seed noise.
+A = every factor at A, B = every factor at B; the scenarios normalise the regression B - A to
+1 (plus small innocent effects) and the noise sd is 1/d. Every value is a pure function of
+(scenario key, point, seed), so the same request always gives the same observation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bisect_runs.strategies.base import CRASHED, DIVERGED, INFRA, OK, Observation, Point, Request
+
+SCENARIOS = ("single", "additive2", "and2", "or2", "mask", "nan_and", "null", "diffuse", "crash")
+PRIORS = ("informative", "uniform", "misleading")
+
+
+@dataclass
+class Scenario:
+    """A simulated pair of configs: effects, failure rules, noise, and the right answer."""
+
+    n: int
+    main: np.ndarray
+    noise_sd: float
+    interactions: dict[tuple[int, ...], float] = field(default_factory=dict)  # extra loss when all present
+    diverge: dict[tuple[int, ...], float] = field(default_factory=dict)  # P(diverge) when all present
+    crash_when: list[tuple[frozenset[int], frozenset[int]]] = field(default_factory=list)  # (present, absent)
+    infra: float = 0.0  # chance of a transient infrastructure crash per run
+    shared: float = 0.0  # share of the noise variance common to all points at the same seed
+    key: int = 0
+    base: float = 1.0
+    mode: str = "min"
+    kind: str = "custom"
+    truth: list[list[int]] = field(default_factory=list)
+    reproduced: bool = True
+    priors: list[float] = field(default_factory=list)
+
+    def mean(self, point: Point) -> float:
+        """Expected loss at a point (no noise, no failures)."""
+        loss = self.base + float(sum(self.main[i] for i in point))
+        for members, value in self.interactions.items():
+            if all(i in point for i in members):
+                loss += value
+        return loss
+
+    def observe(self, request: Request) -> Observation:
+        point, seed = request.point, request.seed
+        rng = np.random.default_rng([self.key, seed, len(point), *sorted(point)])
+        shared_rng = np.random.default_rng([self.key, seed, 1 << 30])
+        if rng.random() < self.infra:
+            return Observation(point, seed, INFRA, None)
+        if any(present <= point and not (absent & point) for present, absent in self.crash_when):
+            return Observation(point, seed, CRASHED, None)
+        draw = rng.random()
+        for members, p in self.diverge.items():
+            if all(i in point for i in members) and draw < p:
+                return Observation(point, seed, DIVERGED, None)
+        noise = math.sqrt(1 - self.shared) * rng.normal() + math.sqrt(self.shared) * shared_rng.normal()
+        loss = self.mean(point) + self.noise_sd * noise
+        return Observation(point, seed, OK, loss if self.mode == "min" else -loss)
+
+    def evaluate(self, requests: Sequence[Request]) -> list[Observation]:
+        return [self.observe(r) for r in requests]
+
+    def correct(self, reproduced: bool, culprits: Sequence[Sequence[int]]) -> bool:
+        """Exact-set accuracy: same reproduced flag and the same set of culprit sets."""
+        got = {frozenset(c) for c in culprits}
+        return reproduced == self.reproduced and got == {frozenset(c) for c in self.truth}
+
+
+def make_scenario(
+    kind: str,
+    n: int,
+    d: float,
+    rng: np.random.Generator,
+    innocent_sd: float = 0.03,
+    prior: str = "informative",
+    mode: str = "min",
+) -> Scenario:
+    """A random instance of a benchmark scenario: culprit positions, innocent effects and priors drawn from rng."""
+    if kind not in SCENARIOS:
+        raise ValueError(f"unknown scenario {kind!r}; valid: {', '.join(SCENARIOS)}")
+    if n < 3:
+        raise ValueError("scenarios need at least 3 factors")
+    main = rng.normal(0.0, innocent_sd, n)
+    i, j, k = (int(x) for x in rng.choice(n, 3, replace=False))
+    sc = Scenario(n, main, 1.0 / d, key=int(rng.integers(2**31)), mode=mode, kind=kind)
+    if kind in ("single", "crash"):
+        main[i], sc.truth = 1.0, [[i]]
+        if kind == "crash":  # a bystander that crashes whenever it runs without its companion k
+            sc.crash_when = [(frozenset({j}), frozenset({k}))]
+    elif kind == "additive2":
+        main[i], main[j], sc.truth = 0.5, 0.5, [[i], [j]]
+    elif kind in ("and2", "nan_and"):
+        main[i] = main[j] = 0.0
+        sc.interactions[(i, j)] = 1.0
+        sc.truth = [sorted((i, j))]
+        if kind == "nan_and":
+            sc.diverge[(i, j)] = 0.7
+    elif kind == "or2":
+        main[i], main[j] = 1.0, 1.0
+        sc.interactions[(i, j)] = -1.0
+        sc.truth = [[i], [j]]
+    elif kind == "mask":
+        main[i], main[j], sc.truth = 1.5, -0.5, [[i]]
+    elif kind == "null":
+        sc.reproduced = False
+    elif kind == "diffuse":
+        main[:] = rng.dirichlet(np.full(n, 5.0))
+    sc.priors = make_priors(n, [f for c in sc.truth for f in c], prior, rng)
+    return sc
+
+
+def make_priors(n: int, culprits: list[int], prior: str, rng: np.random.Generator) -> list[float]:
+    """Impact scores: informative ones rank each culprit first with probability 0.5, else at random."""
+    scores = rng.uniform(0.0, 1.0, n)
+    if prior == "informative":
+        for c in culprits:
+            if rng.random() < 0.5:
+                scores[c] = 1.0 + rng.uniform(0.0, 0.5)
+    elif prior == "misleading":
+        scores[culprits] = rng.uniform(0.0, 0.1, len(culprits))
+    elif prior != "uniform":
+        raise ValueError(f"unknown prior {prior!r}; valid: {', '.join(PRIORS)}")
+    return [float(s) for s in scores]

@@ -1,0 +1,264 @@
+"""Reading configs from every common source into one `LoadedConfig` record.
+
+`load_config("configs/baseline")`, `load_config("runs/e4/")`, `load_config("HEAD~3:train.yaml")`:
+the format is sniffed from the name and the content unless `fmt` forces it. Every problem is
+one `ConfigError` whose message names the source, the place and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bisect_runs.errors import ConfigError
+from bisect_runs.sources import binary, markup, python, trackers
+from bisect_runs.sources.git import load_git, split_rev_path
+from bisect_runs.sources.loaded import FORMATS, LoadedConfig, SourceProblem
+
+__all__ = ["FORMATS", "LoadedConfig", "load_config", "CONFIG_SUFFIXES"]
+
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
+TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
+PICKLE_SUFFIXES = (".pkl", ".pickle")
+HF_NAMES = ("training_args.json", "config.json")
+_SNIFF_BYTES = 8192
+
+
+def load_config(spec: str | Path, fmt: str | None = None) -> LoadedConfig:
+    """Read a config file, directory or git `REV:PATH`; `fmt` (one of FORMATS) forces the format."""
+    if fmt is not None and fmt not in FORMATS:
+        raise ConfigError(f"{spec}: unknown format '{fmt}' (expected one of {', '.join(FORMATS)})")
+    path = Path(spec)
+    if path.exists():
+        return load_path(path, fmt, str(spec))
+    if isinstance(spec, str) and split_rev_path(spec) is not None:
+        return load_git(spec, fmt, load_path)
+    raise ConfigError(f"{spec}: no such file or directory")
+
+
+def load_path(path: Path, fmt: str | None, where: str) -> LoadedConfig:
+    """Read a file or directory on disk, naming `where` in any error."""
+    try:
+        if path.is_dir():
+            return _load_directory(path, fmt, where)
+        return _load_file(path, fmt, where)
+    except SourceProblem as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{where}: config nested too deeply") from exc
+
+
+def _load_directory(path: Path, fmt: str | None, where: str) -> LoadedConfig:
+    """Hydra output dir, MLflow run, W&B run, or a plain directory of config files."""
+    special = _load_special_directory(path, fmt, where)
+    if special is not None:
+        return special
+    if fmt not in (None, "dir"):
+        raise SourceProblem(f"format '{fmt}' is read from a file, but this is a directory")
+    parts = _directory_parts(path)
+    if not parts:
+        suffixes = ", ".join(CONFIG_SUFFIXES)
+        raise SourceProblem(f"directory holds no config files ({suffixes})")
+    data = {stem: part.data for stem, part in parts.items()}
+    return LoadedConfig(
+        data=data, source=where, format="dir", path=path, parts=parts, name=path.name
+    )
+
+
+def _load_special_directory(path: Path, fmt: str | None, where: str) -> LoadedConfig | None:
+    """The directory layouts of Hydra, MLflow and W&B, when present (or forced)."""
+    hydra_file = trackers.hydra_config_file(path) if fmt in (None, "hydra") else None
+    if hydra_file is not None:
+        loaded = _read_text_format(hydra_file.read_bytes(), hydra_file.name, "hydra", where)
+        loaded.path = path
+        loaded.name = path.name
+        loaded.provenance["hydra_layout"] = "dir"
+        loaded.provenance["hydra_overrides"] = trackers.hydra_overrides(hydra_file.parent)
+        return loaded
+    params = trackers.mlflow_params_dir(path) if fmt in (None, "mlflow") else None
+    if fmt == "mlflow" and params is None and path.is_dir():
+        params = path / "params" if (path / "params").is_dir() else path
+    if params is not None:
+        data = trackers.read_mlflow_params(params)
+        layout = "params" if params == path else "run"
+        return LoadedConfig(
+            data=data,
+            source=where,
+            format="mlflow",
+            path=path,
+            name=path.name,
+            provenance={"mlflow_layout": layout},
+        )
+    wandb_file = trackers.wandb_config_file(path) if fmt in (None, "wandb") else None
+    if wandb_file is not None:
+        loaded = _read_text_format(wandb_file.read_bytes(), wandb_file.name, "wandb", where)
+        loaded.path = wandb_file
+        loaded.provenance["wandb_run_dir"] = str(path)
+        return loaded
+    if fmt in ("hydra", "wandb"):
+        raise SourceProblem(
+            f"not a {fmt} run directory (no {'.hydra/' if fmt == 'hydra' else 'files/'}config.yaml)"
+        )
+    return None
+
+
+def _directory_parts(path: Path) -> dict[str, LoadedConfig]:
+    """Each config file's contents under its stem; sub-directories of configs nest the same way."""
+    parts: dict[str, LoadedConfig] = {}
+    for entry in sorted(path.iterdir()):
+        if entry.name.startswith((".", "_")) and entry.name != "_":
+            continue
+        part: LoadedConfig | None = None
+        if entry.is_dir():
+            sub = _directory_parts(entry)
+            if sub:
+                part = LoadedConfig(
+                    data={k: p.data for k, p in sub.items()},
+                    source=str(entry),
+                    format="dir",
+                    path=entry,
+                    parts=sub,
+                    name=entry.name,
+                )
+        elif entry.suffix.lower() in CONFIG_SUFFIXES:
+            part = load_path(entry, None, str(entry))
+        if part is None:
+            continue
+        stem = entry.stem if entry.is_file() else entry.name
+        if stem in parts:
+            raise SourceProblem(
+                f"two config sources for '{stem}' ({parts[stem].file_name()} and {entry.name})"
+            )
+        parts[stem] = part
+    return parts
+
+
+def _load_file(path: Path, fmt: str | None, where: str) -> LoadedConfig:
+    """One config file on disk."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SourceProblem(f"cannot read ({exc.strerror or exc})") from exc
+    if fmt is None and path.name == "config.yaml" and path.parent.name == ".hydra":
+        fmt = "hydra"
+    loaded = load_bytes(raw, path.name, fmt, where, path)
+    if loaded.format == "hydra":
+        loaded.provenance["hydra_overrides"] = trackers.hydra_overrides(path.parent)
+    return loaded
+
+
+def load_bytes(
+    raw: bytes, name: str, fmt: str | None, where: str, path: Path | None = None
+) -> LoadedConfig:
+    """Parse a file's bytes; `name` (the file name) helps detect the format."""
+    if not raw.strip():
+        raise SourceProblem("empty file")
+    forced = fmt is not None
+    fmt = fmt or detect_format(raw, name)
+    if fmt == "torch":
+        data, key = binary.load_checkpoint(path if path is not None else raw)
+        return LoadedConfig(
+            data=data,
+            source=where,
+            format=fmt,
+            path=path,
+            provenance={"checkpoint_key": key},
+            name=name,
+        )
+    if fmt == "pickle":
+        return LoadedConfig(
+            data=binary.load_pickle(raw), source=where, format=fmt, path=path, name=name
+        )
+    if fmt in ("dir", "mlflow"):
+        raise SourceProblem(f"format '{fmt}' is read from a directory, but this is a file")
+    loaded = _read_text_format(raw, name, fmt, where, detect_layout=not forced)
+    loaded.path = path
+    return loaded
+
+
+def detect_format(raw: bytes, name: str) -> str:
+    """Guess a file's format from its name, then its content."""
+    suffix = Path(name).suffix.lower()
+    if binary.is_zip(raw) or binary.is_legacy_torch(raw):
+        return "torch"
+    if binary.is_pickle(raw) or suffix in PICKLE_SUFFIXES:
+        return "pickle"  # also an args file pickled by hand and named `.pt`
+    if suffix in TORCH_SUFFIXES:
+        return "torch"
+    text = _decode(raw)
+    by_name = {"hparams.yaml": "lightning", **{n: "hf" for n in HF_NAMES}}.get(name)
+    if by_name:
+        return by_name
+    by_suffix = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".toml": "toml", ".py": "python"}
+    return by_suffix.get(suffix) or _sniff_text(text)
+
+
+def _sniff_text(text: str) -> str:
+    """Format of an extension-less text file: JSON, Namespace dump, Python, TOML, else YAML."""
+    head = text.lstrip()
+    if head.startswith("{"):
+        try:
+            json.loads(text)
+            return "json"
+        except ValueError:
+            return "yaml"
+    if python.looks_like_namespace(text):
+        return "argparse"
+    if python.looks_like_python_config(text):
+        return "python"
+    try:
+        markup.parse_toml(text)
+        return "toml"
+    except SourceProblem:
+        return "yaml"
+
+
+def _decode(raw: bytes) -> str:
+    """UTF-8 text (BOM allowed); NUL bytes or undecodable bytes mean a binary file."""
+    message = "binary file, not a config format bisect-runs reads (expected YAML, JSON, TOML, Python, a pickle or a torch checkpoint)"
+    if b"\x00" in raw[:_SNIFF_BYTES]:
+        raise SourceProblem(message)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SourceProblem(message) from exc
+
+
+def _read_text_format(
+    raw: bytes, name: str, fmt: str, where: str, *, detect_layout: bool = False
+) -> LoadedConfig:
+    """Parse text in a known text format into a LoadedConfig (path set by the caller)."""
+    text = _decode(raw)
+    if not text.strip():
+        raise SourceProblem("empty file")
+    provenance: dict[str, Any] = {}
+    if fmt in ("yaml", "lightning", "hydra", "wandb"):
+        data, _ = markup.parse_yaml(text)
+        if fmt == "wandb" or (detect_layout and fmt == "yaml" and trackers.is_wandb_layout(data)):
+            fmt = "wandb"
+            data, provenance = trackers.unwrap_wandb(data)
+    elif fmt in ("json", "hf"):
+        data = markup.parse_json(text)
+    elif fmt == "toml":
+        data = markup.parse_toml(text)
+    elif fmt == "python":
+        parsed = python.parse_python_config(text)
+        data = parsed.data
+        if parsed.skipped:
+            provenance["skipped_statements"] = parsed.skipped
+    elif fmt == "argparse":
+        data = python.parse_namespace(text)
+    else:
+        raise SourceProblem(f"format '{fmt}' cannot be read from a text file")
+    from bisect_runs.sources.plain import to_plain
+
+    return LoadedConfig(
+        data=to_plain(data),
+        source=where,
+        format=fmt,
+        path=None,
+        provenance=provenance,
+        text=text,
+        name=name,
+    )

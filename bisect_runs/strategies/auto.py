@@ -1,0 +1,197 @@
+"""The default strategy: calibrate, screen with a two-level design, confirm and minimize.
+
+`docs/search.md` explains the method and its benchmark. Every phase fills whole rounds
+(P requests) so parallel slots are never idle.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import deque
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bisect_runs.strategies import designs
+from bisect_runs.strategies.base import Decision, Observation, Point, Request, SearchContext, Strategy
+from bisect_runs.strategies.calibration import Calibration, a_point, b_point, calibrate
+from bisect_runs.strategies.effects import Fraction, Model
+from bisect_runs.strategies.evidence import Evidence
+from bisect_runs.strategies.rounds import ask, slots
+from bisect_runs.strategies.verdicts import Finding, decide, not_reproduced
+
+SHARE = 0.7  # a culprit set must both reproduce and repair this share of the regression
+SYNERGY = 0.5  # an interaction worth this share of the regression makes a pair one AND set
+MAX_CANDIDATES = 4
+MAX_SCREEN_BLOCKS = 4
+MAX_CONFIRM_LAYERS = 8
+DECISION_LEVEL = 0.9  # interval level used to decide whether to keep confirming
+
+Phase = Generator[list[Request], list[Observation], Any]
+
+
+@dataclass
+class Screen:
+    """Candidates from screening (harmful factors, strongest first) and the helpful ones seen."""
+
+    candidates: list[int]
+    complete: bool = True
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def auto(ctx: SearchContext, always_screen: bool = False) -> Strategy:
+    """Calibrate, screen, confirm; `always_screen` forces the design-based path even for n <= 2."""
+    ev = Evidence(ctx)
+    log: list[dict[str, Any]] = []
+    cal = yield from calibrate(ev, log, first=getattr(ctx, "seeds", None))
+    if not cal.reproduced:
+        return not_reproduced(ev, cal, log)
+    if ctx.n_factors <= 2 and not always_screen:
+        screen = Screen(list(range(ctx.n_factors)))
+    else:
+        screen = yield from run_screen(ev, log, cal)
+    finding = (yield from confirm(ev, log, screen, cal)) if screen.candidates else None
+    return decide(ev, cal, finding, log, complete=screen.complete and (finding is None or finding.complete))
+
+
+# -- screening -----------------------------------------------------------------------------
+
+
+def run_screen(ev: Evidence, log: list[dict[str, Any]], cal: Calibration) -> Phase:
+    """Run design blocks (design, foldover, ...) with fresh seeds until the main effects decide."""
+    n, p = ev.ctx.n_factors, slots(ev.ctx)
+    blocks = designs.blocks(n)
+    block_size = len(designs.design_matrix(n))
+    queue: deque[np.ndarray] = deque()
+    done = 0
+    while True:
+        requests = []
+        while len(requests) < p:
+            if not queue:
+                queue.extend(next(blocks))
+            requests.append(ev.request(designs.row_to_point(queue.popleft(), list(range(n)))))
+        got = yield from ask(ev, requests, "screen", log)
+        if got is None:
+            return judge_screen(ev, final=True, complete=False)
+        done += len(got)
+        if done >= block_size:
+            screen = judge_screen(ev, final=done >= MAX_SCREEN_BLOCKS * block_size)
+            if screen is not None:
+                return screen
+
+
+def judge_screen(ev: Evidence, final: bool, complete: bool = True) -> Screen | None:
+    """Candidates once significant harmful effects explain the regression; None to keep screening."""
+    ctx = ev.ctx
+    model = Model(ctx.n_factors, [], *ev.table())
+    effect, se, adjusted = model.main_effects()
+    delta = model.contrast(a_point(), b_point(ctx.n_factors)).value
+    significant = [i for i in range(ctx.n_factors) if adjusted[i] < ctx.alpha]
+    harmful = sorted((i for i in significant if effect[i] > 0), key=lambda i: -effect[i])
+    explained = sum(effect[i] for i in significant) / delta if delta > 0 else 0.0
+    notes = {"screen_explained": explained, "screen_significant": significant}
+    if harmful and explained >= SHARE:
+        return Screen(harmful[:MAX_CANDIDATES], complete, notes)
+    if not final:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(se > 0, effect / se, 0.0)
+    likely = [i for i in np.argsort(-t) if t[i] > 2.0 and i not in harmful]
+    return Screen((harmful + [int(i) for i in likely])[:MAX_CANDIDATES], complete, notes)
+
+
+# -- confirmation --------------------------------------------------------------------------
+
+
+def confirm(ev: Evidence, log: list[dict[str, Any]], screen: Screen, cal: Calibration) -> Phase:
+    """Run A + T and B - T for subsets T of the candidates, a paired seed per layer, until decided."""
+    ctx = ev.ctx
+    n, cands = ctx.n_factors, screen.candidates
+    family: list[frozenset[int]] = [frozenset({i}) for i in cands]
+    if len(cands) >= 2:
+        family.append(frozenset(cands))
+    pending: deque[Request] = deque()
+    layers = 0
+    min_layers = min_confirm_layers(cal)
+    finding = analyse(ev, cands, screen)
+    while True:
+        requests: list[Request] = []
+        while len(requests) < slots(ctx):
+            if not pending:
+                seed = ctx.seed_base + layers
+                layers += 1
+                for point in confirm_points(family, n):
+                    pending.append(ev.request(point, seed))
+            requests.append(pending.popleft())
+        got = yield from ask(ev, requests, "confirm", log)
+        if got is None:
+            finding.complete = False
+            return finding
+        if any(ev.count(p) == 0 for p in confirm_points(family, n)):
+            continue
+        finding = analyse(ev, cands, screen)
+        full_layers = layers - (1 if pending else 0)
+        if full_layers >= min_layers and (conclusive(finding) or full_layers >= MAX_CONFIRM_LAYERS):
+            return finding
+        for best in finding.minimal[:1]:
+            if best not in family:
+                family.append(best)
+
+
+def confirm_points(family: list[frozenset[int]], n: int) -> list[Point]:
+    """A + T and B - T for each T of the family, without repeats."""
+    b = b_point(n)
+    seen: dict[Point, None] = {}
+    for t in family:
+        seen.setdefault(frozenset(t), None)
+        seen.setdefault(b - t, None)
+    return list(seen)
+
+
+def min_confirm_layers(cal: Calibration) -> int:
+    """Fewer seeds per confirmation point the clearer the regression is against the noise."""
+    d = cal.d
+    if not math.isfinite(d) or d <= 0:
+        return 1 if d > 0 else MAX_CONFIRM_LAYERS
+    return int(min(MAX_CONFIRM_LAYERS, max(1, math.ceil(6.0 / d**2))))
+
+
+def analyse(ev: Evidence, cands: list[int], screen: Screen) -> Finding:
+    """Reproduce/repair shares of every small subset of the candidates, from one model on all runs."""
+    n = ev.ctx.n_factors
+    a, b = a_point(), b_point(n)
+    model = Model(n, cands, *ev.table())
+    subsets = [frozenset(c) for k in (1, 2) for c in itertools.combinations(cands, k)]
+    if len(cands) > 2:
+        subsets.append(frozenset(cands))
+    shares: dict[frozenset[int], tuple[Fraction, Fraction]] = {}
+    for t in subsets:
+        shares[t] = (model.fraction(a, t, a, b, DECISION_LEVEL), model.fraction(b - t, b, a, b, DECISION_LEVEL))
+    qualifying = [t for t, (r, q) in shares.items() if r.value >= SHARE and q.value >= SHARE]
+    minimal = [t for t in qualifying if not any(u < t for u in qualifying)]
+    if minimal:
+        size = min(len(t) for t in minimal)
+        minimal = sorted((t for t in minimal if len(t) == size), key=lambda t: -min(s.value for s in shares[t]))
+    return Finding(model=model, candidates=cands, shares=shares, minimal=minimal, notes=dict(screen.notes))
+
+
+def conclusive(f: Finding) -> bool:
+    """Whether more confirmation runs are unlikely to change the answer."""
+    if not f.minimal:
+        return False
+    best = f.minimal[0]
+    r, q = f.shares[best]
+    if min(r.low, q.low) < SHARE - 0.2:
+        return False
+    for t, (r2, q2) in f.shares.items():  # a smaller or rival set must be clearly out
+        if t != best and len(t) <= len(best) and min(r2.high, q2.high) >= SHARE and min(r2.value, q2.value) >= SHARE - 0.2:
+            return False
+    if len(best) == 2:
+        i, j = sorted(best)
+        inter = f.synergy(i, j)
+        if inter.low < SYNERGY < inter.high:
+            return False
+    return True

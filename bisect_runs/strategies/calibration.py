@@ -1,0 +1,90 @@
+"""Calibrate: is B worse than A at this budget, by how much, and how noisy are the runs?
+
+A and B run on paired seeds, a full round at a time. After each round a one-sided Welch
+test decides: reproduced when p < alpha/2 (a per-look level that keeps repeated looks
+near alpha overall) and the difference is at least `min_effect`; not reproduced when
+the upper confidence bound falls below `min_effect` or the seed cap is reached.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+from bisect_runs.stats import TestResult, t_quantile, welch
+from bisect_runs.strategies.base import Observation, Point, Request
+from bisect_runs.strategies.evidence import Evidence
+from bisect_runs.strategies.rounds import ask, slots
+
+MAX_SEEDS = 8  # per arm, unless --seeds asks for more
+FIRST_SEEDS = 2  # per arm in the first look
+
+
+@dataclass
+class Calibration:
+    """What calibration found: the Welch test of B vs A, the noise sd and d = effect / sd."""
+
+    reproduced: bool
+    test: TestResult | None
+    sd: float
+    complete: bool = True  # False when the budget ran out before a decision
+
+    @property
+    def d(self) -> float:
+        if self.test is None or not self.sd or not math.isfinite(self.sd):
+            return math.inf if self.test is not None and self.test.diff > 0 else 0.0
+        return self.test.diff / self.sd
+
+
+def a_point() -> Point:
+    return frozenset()
+
+
+def b_point(n: int) -> Point:
+    return frozenset(range(n))
+
+
+def calibrate(
+    ev: Evidence, log: list[dict[str, Any]], first: int | None = None, cap: int | None = None
+) -> Generator[list[Request], list[Observation], Calibration]:
+    """Run A and B on paired seeds until the Welch test decides (or the cap or budget is hit)."""
+    ctx = ev.ctx
+    first = max(2, first or FIRST_SEEDS)
+    cap = max(cap or MAX_SEEDS, first)
+    a, b = a_point(), b_point(ctx.n_factors)
+    pairs = 0
+    while True:
+        want = max(first - pairs, max(1, slots(ctx) // 2))
+        requests = []
+        for _ in range(want):
+            seed = ev.fresh_seed()
+            requests += [ev.request(a, seed), ev.request(b, seed)]
+        if slots(ctx) % 2 and len(requests) < slots(ctx):
+            requests.append(ev.request(b))
+        got = yield from ask(ev, requests, "calibrate", log)
+        if got is None:
+            return judge(ev, final=True, complete=False)
+        pairs += want
+        result = judge(ev, final=pairs >= cap)
+        if result is not None:
+            return result
+
+
+def judge(ev: Evidence, final: bool, complete: bool = True) -> Calibration | None:
+    """The calibration decision from the A and B runs so far; None while undecided."""
+    ctx = ev.ctx
+    la, lb = ev.losses(a_point()), ev.losses(b_point(ctx.n_factors))
+    sd = ev.noise_sd()
+    if len(la) < 2 or len(lb) < 2:
+        return Calibration(False, None, sd, complete) if final else None
+    test = welch(la, lb, alternative="greater")
+    big_enough = test.diff >= ctx.min_effect and test.diff > 0
+    if test.p < ctx.alpha / 2 and big_enough:
+        return Calibration(True, test, sd, complete)
+    upper = test.diff + t_quantile(1 - 2 * ctx.alpha, test.df) * test.se
+    if final or (ctx.min_effect > 0 and upper < ctx.min_effect):
+        reproduced = final and test.p < ctx.alpha and big_enough
+        return Calibration(reproduced, test, sd, complete)
+    return None

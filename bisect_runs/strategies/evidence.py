@@ -1,0 +1,118 @@
+"""Everything observed so far, in "loss" orientation (higher = worse), failures counted as the worst.
+
+A failed run (diverged, crashed, timed out) is never dropped: it counts as the failure
+value, `ctx.failure_value` when given, else the worst finished value seen so far plus
+three noise standard deviations. Infrastructure failures are kept aside, not judged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bisect_runs.stats import pooled_sd
+from bisect_runs.strategies.base import FAILED, INFRA, OK, Observation, Point, Request, SearchContext
+
+FAILURE_MARGIN_SD = 3.0  # how far beyond the worst finished run a failure lands, in noise sd
+
+
+@dataclass
+class Evidence:
+    """The observation log of one search plus the seeds it has handed out."""
+
+    ctx: SearchContext
+    observations: list[Observation] = field(default_factory=list)
+    infra: list[Observation] = field(default_factory=list)
+    requested: set[tuple[Point, int]] = field(default_factory=set)
+    next_seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.next_seed = self.ctx.seed_base
+        self.sign = 1.0 if self.ctx.mode == "min" else -1.0
+
+    # -- seeds and requests --------------------------------------------------------------
+
+    def fresh_seed(self) -> int:
+        seed = self.next_seed
+        self.next_seed += 1
+        return seed
+
+    def request(self, point: Point, seed: int | None = None) -> Request:
+        """A request for `point`; a fresh seed when `seed` is None or that (point, seed) was already run."""
+        if seed is None or (point, seed) in self.requested:
+            seed = self.fresh_seed()
+            while (point, seed) in self.requested:
+                seed = self.fresh_seed()
+        self.requested.add((point, seed))
+        return Request(point, seed)
+
+    def add(self, observations: list[Observation]) -> None:
+        for o in observations:
+            (self.infra if o.status == INFRA else self.observations).append(o)
+
+    # -- values ------------------------------------------------------------------------
+
+    def ok_losses(self) -> dict[Point, list[float]]:
+        out: dict[Point, list[float]] = defaultdict(list)
+        for o in self.observations:
+            if o.status == OK and o.value is not None and math.isfinite(o.value):
+                out[o.point].append(self.sign * o.value)
+        return out
+
+    def noise_sd(self) -> float:
+        """Pooled within-point sd of finished runs (nan when nothing is replicated)."""
+        return pooled_sd(list(self.ok_losses().values()))[0]
+
+    def failure_loss(self) -> float:
+        """The loss a failed run counts as (see the module docstring)."""
+        if self.ctx.failure_value is not None:
+            return self.sign * self.ctx.failure_value
+        ok = [v for vs in self.ok_losses().values() for v in vs]
+        if not ok:
+            return 1.0
+        sd = self.noise_sd()
+        if not math.isfinite(sd) or sd == 0.0:
+            sd = (max(ok) - min(ok)) or abs(max(ok)) or 1.0
+        return max(ok) + FAILURE_MARGIN_SD * sd
+
+    def is_failed(self, o: Observation) -> bool:
+        return o.status in FAILED or o.value is None or not math.isfinite(o.value)
+
+    def table(self) -> tuple[list[Point], np.ndarray]:
+        """Every judged run as (point, loss), failures at the failure loss."""
+        worst = self.failure_loss()
+        points = [o.point for o in self.observations]
+        y = [worst if self.is_failed(o) else self.sign * float(o.value) for o in self.observations]  # type: ignore[arg-type]
+        return points, np.asarray(y, dtype=float)
+
+    def losses(self, point: Point) -> list[float]:
+        points, y = self.table()
+        return [float(v) for p, v in zip(points, y) if p == point]
+
+    def failure_rates(self) -> dict[Point, tuple[int, int]]:
+        """Per point: (failed runs, judged runs)."""
+        out: dict[Point, list[int]] = defaultdict(lambda: [0, 0])
+        for o in self.observations:
+            out[o.point][0] += self.is_failed(o)
+            out[o.point][1] += 1
+        return {p: (f, n) for p, (f, n) in out.items()}
+
+    def count(self, point: Point) -> int:
+        return sum(1 for o in self.observations if o.point == point)
+
+    # -- naming ------------------------------------------------------------------------
+
+    def label(self, point: Point) -> str:
+        """A human name: A, B, A + {x, y} or B - {z}."""
+        n = self.ctx.n_factors
+        names = self.ctx.factor_names or [str(i) for i in range(n)]
+        if not point:
+            return "A"
+        if len(point) == n:
+            return "B"
+        if len(point) <= n / 2:
+            return "A + {" + ", ".join(names[i] for i in sorted(point)) + "}"
+        return "B - {" + ", ".join(names[i] for i in sorted(set(range(n)) - point)) + "}"

@@ -1,0 +1,242 @@
+"""Turning what was measured into a Decision: culprits, effects with intervals, one-sentence verdict."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from bisect_runs.stats import t_interval
+from bisect_runs.strategies.base import Decision, Effect
+from bisect_runs.strategies.calibration import Calibration, a_point, b_point
+from bisect_runs.strategies.effects import Fraction, Model
+from bisect_runs.strategies.evidence import Evidence
+
+SHARE = 0.7
+SYNERGY = 0.5
+HINT_STEPS = "raise --steps (the regression may only show later in training) or check that B really is worse"
+HINT_DIFFUSE = "group related keys (groups: in bisect.yaml) or raise --steps; no small set of differences explains it"
+
+
+@dataclass
+class Finding:
+    """Reproduce/repair shares of candidate subsets and the smallest qualifying sets."""
+
+    model: Model
+    candidates: list[int]
+    shares: dict[frozenset[int], tuple[Fraction, Fraction]]  # T -> (reproduce A + T, repair B - T)
+    minimal: list[frozenset[int]]
+    notes: dict[str, Any] = field(default_factory=dict)
+    complete: bool = True
+
+    def synergy(self, i: int, j: int) -> Fraction:
+        return self.model.synergy(i, j, 0.9)
+
+
+def units(finding: Finding, best: frozenset[int]) -> tuple[list[list[int]], str]:
+    """Split a minimal set into culprits: factors joined by a strong synergy form one AND set."""
+    members = sorted(best)
+    if len(members) == 1:
+        return [members], "single"
+    parent = {i: i for i in members}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    synergies = []
+    for k, i in enumerate(members):
+        for j in members[k + 1 :]:
+            s = finding.model.synergy(i, j).value
+            synergies.append(s)
+            if s >= SYNERGY:
+                parent[root(j)] = root(i)
+    groups: dict[int, list[int]] = {}
+    for i in members:
+        groups.setdefault(root(i), []).append(i)
+    culprits = sorted(groups.values())
+    if len(culprits) == 1:
+        return culprits, "AND" if len(members) == 2 else "combination"
+    if all(s <= -SYNERGY for s in synergies):
+        return [[i] for i in members], "OR"
+    if all(len(c) == 1 for c in culprits):
+        return culprits, "additive"
+    return culprits, "mixed"
+
+
+def decide(
+    ev: Evidence, cal: Calibration, finding: Finding | None, log: list[dict[str, Any]], complete: bool
+) -> Decision:
+    """The Decision of a reproduced regression: culprits when a small set explains it, else diffuse."""
+    names = _names(ev)
+    details = base_details(ev, cal, log)
+    details["complete"] = complete
+    regression = regression_effect(cal, ev)
+    if finding is None or not finding.minimal:
+        details["classification"] = "diffuse"
+        details["hint"] = HINT_DIFFUSE
+        effects: list[Effect] = []
+        if finding is not None:
+            effects = _factor_effects(finding.model, ev)
+            details["partial"] = _partial(finding, names)
+            details["masking"] = _masking(finding.model, ev)
+        verdict = (
+            f"B is worse than A by {_num(regression.effect)} ({_ci(regression)}), but no small set of "
+            "differences both reproduces and repairs 70 % of it: the regression looks diffuse."
+        )
+        if not complete:
+            verdict += " The budget ran out before a decision."
+        return Decision(True, [], effects, verdict, regression, details)
+    best = finding.minimal[0]
+    culprits, kind = units(finding, best)
+    details["classification"] = kind
+    details["masking"] = _masking(finding.model, ev)
+    details["shares"] = {
+        _set_name(t, names): {"reproduce": _frac(r), "repair": _frac(q)} for t, (r, q) in finding.shares.items()
+    }
+    if len(best) == 2:
+        i, j = sorted(best)
+        s = finding.model.synergy(i, j)
+        details["synergy"] = _frac(s)
+    effects = [_set_effect(finding, frozenset(c), ev) for c in culprits]
+    if len(culprits) > 1:
+        effects.append(_set_effect(finding, best, ev))
+    effects += [e for e in _factor_effects(finding.model, ev) if len(e.factors) == 1 and [e.factors[0]] not in culprits]
+    verdict = _verdict(finding, best, culprits, kind, names, details["masking"], regression)
+    if not complete:
+        verdict += " (best answer when the budget ran out; intervals show how sure it is)"
+    return Decision(True, culprits, effects, verdict, regression, details)
+
+
+def not_reproduced(ev: Evidence, cal: Calibration, log: list[dict[str, Any]]) -> Decision:
+    """The honest answer when B is not measurably worse than A at this budget."""
+    details = base_details(ev, cal, log)
+    details.update(classification="not reproduced", hint=HINT_STEPS, complete=cal.complete)
+    regression = regression_effect(cal, ev)
+    if cal.test is None:
+        verdict = "Not enough finished runs of A and B to tell whether B is worse; " + HINT_STEPS + "."
+        return Decision(False, [], [], verdict, regression, details)
+    verdict = (
+        f"The regression did not reproduce at this budget: B - A = {_num(regression.effect)} "
+        f"({_ci(regression)}, p = {cal.test.p:.2g}, {cal.test.n_a} + {cal.test.n_b} runs); {HINT_STEPS}."
+    )
+    return Decision(False, [], [], verdict, regression, details)
+
+
+# -- pieces ----------------------------------------------------------------------------------
+
+
+def regression_effect(cal: Calibration, ev: Evidence) -> Effect:
+    n = ev.ctx.n_factors
+    if cal.test is None:
+        return Effect(tuple(range(n)), math.nan, -math.inf, math.inf, 1.0, None, 0)
+    t = cal.test
+    return Effect(tuple(range(n)), t.diff, t.ci_low, t.ci_high, 1.0, t.p, t.n_a + t.n_b)
+
+
+def base_details(ev: Evidence, cal: Calibration, log: list[dict[str, Any]]) -> dict[str, Any]:
+    n = ev.ctx.n_factors
+    rates = ev.failure_rates()
+    shown = {p: fr for p, fr in rates.items() if fr[0] > 0 or p in (a_point(), b_point(n))}
+    return {
+        "noise_sd": cal.sd,
+        "d": cal.d,
+        "failure_loss": ev.failure_loss(),
+        "divergence_rates": {ev.label(p): f / total for p, (f, total) in shown.items() if total},
+        "rounds": log,
+        "infra_failures": len(ev.infra),
+    }
+
+
+def _set_effect(finding: Finding, t: frozenset[int], ev: Evidence) -> Effect:
+    """What reverting T from B repairs, with its 95 % interval and explained share."""
+    b = b_point(ev.ctx.n_factors)
+    c = finding.model.contrast(b - t, b)
+    low, high = c.ci()
+    q = finding.model.fraction(b - t, b, a_point(), b)
+    return Effect(tuple(sorted(t)), c.value, low, high, q.value, c.p, ev.count(b - t))
+
+
+def _factor_effects(model: Model, ev: Evidence) -> list[Effect]:
+    """Every factor's main effect (A -> B, averaged over the others), largest first."""
+    effect, se, adjusted = model.main_effects()
+    delta = model.contrast(a_point(), b_point(ev.ctx.n_factors)).value
+    out = []
+    for i in range(ev.ctx.n_factors):
+        low, high = t_interval(float(effect[i]), float(se[i]), model.fit.df)
+        frac = float(effect[i] / delta) if delta else None
+        out.append(Effect((i,), float(effect[i]), low, high, frac, float(adjusted[i]), 0))
+    return sorted(out, key=lambda e: -e.effect)
+
+
+def _masking(model: Model, ev: Evidence) -> list[dict[str, Any]]:
+    """Helpful differences (significant negative effects) that hide part of the regression."""
+    names = _names(ev)
+    return [
+        {"factor": e.factors[0], "name": names[e.factors[0]], "effect": e.effect, "ci_low": e.ci_low,
+         "ci_high": e.ci_high, "explained_fraction": e.explained_fraction}
+        for e in _factor_effects(model, ev)
+        if e.effect < 0 and e.p_value is not None and e.p_value < ev.ctx.alpha
+    ]
+
+
+def _partial(finding: Finding, names: list[str]) -> dict[str, Any] | None:
+    if not finding.shares:
+        return None
+    t, (r, q) = max(finding.shares.items(), key=lambda kv: min(kv[1][0].value, kv[1][1].value))
+    return {"factors": sorted(t), "names": [names[i] for i in sorted(t)], "reproduce": _frac(r), "repair": _frac(q)}
+
+
+def _verdict(
+    finding: Finding,
+    best: frozenset[int],
+    culprits: list[list[int]],
+    kind: str,
+    names: list[str],
+    masking: list[dict[str, Any]],
+    regression: Effect,
+) -> str:
+    r, q = finding.shares[best]
+    both = _set_name(best, names)
+    share = f"reverting it repairs {_pct(q)} and applying it to A reproduces {_pct(r)} of B - A = {_num(regression.effect)}"
+    if kind == "single":
+        text = f"{both} causes the regression: {share}."
+    elif kind == "AND":
+        text = f"{both} cause the regression only together (AND): {share}."
+    elif kind == "OR":
+        text = f"Either of {both} alone is enough to cause the regression (OR): {share}."
+    elif kind == "additive":
+        text = f"{both} each cause part of the regression (additive): {share}."
+    else:
+        text = f"{both} together cause the regression ({kind}): {share}."
+    if masking:
+        helpers = ", ".join(f"{m['name']} ({_num(m['effect'])})" for m in masking)
+        text += f" Masking: {helpers} helps and hides part of it."
+    return text
+
+
+def _names(ev: Evidence) -> list[str]:
+    return list(ev.ctx.factor_names) or [str(i) for i in range(ev.ctx.n_factors)]
+
+
+def _set_name(t: frozenset[int], names: list[str]) -> str:
+    return "{" + ", ".join(names[i] for i in sorted(t)) + "}"
+
+
+def _frac(f: Fraction) -> dict[str, float]:
+    return {"share": f.value, "low": f.low, "high": f.high}
+
+
+def _pct(f: Fraction) -> str:
+    if not math.isfinite(f.low) or not math.isfinite(f.high):
+        return f"{f.value:.0%}"
+    return f"{f.value:.0%} (90 % CI {f.low:.0%} to {f.high:.0%})"
+
+
+def _num(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _ci(e: Effect) -> str:
+    return f"95 % CI {_num(e.ci_low)} to {_num(e.ci_high)}"

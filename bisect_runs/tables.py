@@ -1,0 +1,182 @@
+"""Rendering a diff for people and programs: terminal table, wiki Markdown, JSON, CSV.
+
+People read factors (keys that move together share one row); programs get one JSON/CSV
+record per difference, as DESIGN.md fixes. Differences judged to have no effect are left
+out unless `show_all`; the table and Markdown forms say how many were left out.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+
+from bisect_runs.diff import Difference, DiffResult, Factor
+from bisect_runs.normalize import value_text
+
+FORMATS = ("table", "markdown", "json", "csv")
+CSV_FIELDS = ("key", "a", "b", "kind", "level", "score", "reason", "category", "factor", "key_a", "key_b", "a_default", "b_default")
+_CELL_WIDTH = 40  # terminal table: longer values are cut with an ellipsis
+_HIDDEN_NAMED = 8  # how many hidden keys the footer names
+
+
+@dataclass
+class Row:
+    """One row a person reads: a factor (or a lone difference) with its values and reason."""
+
+    level: str
+    keys: list[str]
+    a: str
+    b: str
+    reason: str
+    category: str
+    score: float
+
+
+def render(result: DiffResult, fmt: str = "table", *, show_all: bool = False) -> str:
+    """The diff in one of FORMATS, ending with a newline."""
+    renderers = {"table": render_table, "markdown": render_markdown, "json": render_json, "csv": render_csv}
+    if fmt not in renderers:
+        raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    return renderers[fmt](result, show_all=show_all)
+
+
+def rows(result: DiffResult, *, show_all: bool = False) -> list[Row]:
+    """Factors ranked, then (with show_all) lone no-effect differences, ranked by score."""
+    out = [_factor_row(f) for f in result.factors if show_all or f.level != "none"]
+    if show_all:
+        grouped = {id(d) for f in result.factors for d in f.differences}
+        out += [_difference_row(d) for d in result.differences if id(d) not in grouped]
+    out.sort(key=lambda r: -r.score)
+    return out
+
+
+def hidden(result: DiffResult, *, show_all: bool = False) -> list[Difference]:
+    """Differences left out of the output (level "none", unless show_all)."""
+    if show_all:
+        return []
+    shown = {id(d) for f in result.factors if f.level != "none" for d in f.differences}
+    return [d for d in result.differences if id(d) not in shown]
+
+
+def side_text(d: Difference, side: str, max_len: int | None = None) -> str:
+    """A's or B's value as a person reads it: the value, "absent", or "absent (default false)"."""
+    key, value, default = (d.key_a, d.a, d.a_default) if side == "a" else (d.key_b, d.b, d.b_default)
+    if key is None:
+        return f"absent (default {value_text(value, max_len=max_len)})" if default else "absent"
+    return value_text(value, max_len=max_len)
+
+
+def _factor_row(f: Factor) -> Row:
+    return Row(f.level, [d.key for d in f.differences], _joined(f.differences, "a"), _joined(f.differences, "b"), f.reason, f.category, f.score)
+
+
+def _difference_row(d: Difference) -> Row:
+    return Row(d.level, [d.key], side_text(d, "a"), side_text(d, "b"), d.reason, d.category, d.score)
+
+
+def _joined(differences: list[Difference], side: str) -> str:
+    """One cell for several keys: their shared value, or each value in key order."""
+    return ", ".join(dict.fromkeys(side_text(d, side) for d in differences))
+
+
+# -- terminal table ------------------------------------------------------------------------
+
+
+def render_table(result: DiffResult, *, show_all: bool = False) -> str:
+    """Aligned columns for a terminal, with both sources named above and hidden keys below."""
+    lines = [f"A (good): {result.good.source}", f"B (bad):  {result.bad.source}", ""]
+    table = [("level", "key(s)", "A", "B", "why")]
+    table += [(r.level, ", ".join(r.keys), _cut(r.a), _cut(r.b), r.reason) for r in rows(result, show_all=show_all)]
+    if len(table) == 1:
+        lines.append("No differences." if result.identical else "No differences that change results.")
+    else:
+        widths = [max(len(row[i]) for row in table) for i in range(4)]
+        for n, row in enumerate(table):
+            lines.append("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
+            if n == 0:
+                lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 3)
+    footer = _hidden_note(hidden(result, show_all=show_all), "")
+    return "\n".join(lines + ([""] + [footer] if footer else [])).rstrip() + "\n"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _CELL_WIDTH else text[: _CELL_WIDTH - 1] + "…"
+
+
+def _hidden_note(left_out: list[Difference], quote: str) -> str:
+    """'3 differences judged to have no effect are not shown (...); --all shows them.'"""
+    if not left_out:
+        return ""
+    names = [f"{quote}{d.key}{quote}" for d in left_out[:_HIDDEN_NAMED]]
+    more = ", …" if len(left_out) > _HIDDEN_NAMED else ""
+    noun = "difference" if len(left_out) == 1 else "differences"
+    verb = "is" if len(left_out) == 1 else "are"
+    return f"{len(left_out)} {noun} judged to have no effect {verb} not shown ({', '.join(names)}{more}); --all shows them."
+
+
+# -- Markdown ------------------------------------------------------------------------------
+
+
+def render_markdown(result: DiffResult, *, show_all: bool = False) -> str:
+    """A wiki-ready section: both sources named, one row per factor: level, key(s), A, B, why."""
+    lines = [
+        "## Config differences",
+        "",
+        f"- **A (good):** {_code(result.good.source)}",
+        f"- **B (bad):** {_code(result.bad.source)}",
+        "",
+    ]
+    shown = rows(result, show_all=show_all)
+    if shown:
+        lines += ["| level | key(s) | A | B | why |", "|---|---|---|---|---|"]
+        lines += [_markdown_row(r) for r in shown]
+    else:
+        lines.append("No differences." if result.identical else "No differences that change results.")
+    footer = _hidden_note(hidden(result, show_all=show_all), "`")
+    if footer:
+        lines += ["", footer.replace("--all", "`--all`")]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_row(r: Row) -> str:
+    keys = ", ".join(" -> ".join(_code(part) for part in k.split(" -> ")) for k in r.keys)
+    return "| " + " | ".join([r.level, keys, _value_cell(r.a), _value_cell(r.b), _escape(r.reason)]) + " |"
+
+
+def _value_cell(text: str) -> str:
+    """Values in code spans; "absent ..." stays prose."""
+    return _escape(text) if text.startswith("absent") else _code(text)
+
+
+def _code(text: str) -> str:
+    return "`" + _escape(text.replace("`", "'")) + "`"
+
+
+def _escape(text: str) -> str:
+    """Make text safe inside a Markdown table cell."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+# -- JSON and CSV --------------------------------------------------------------------------
+
+
+def render_json(result: DiffResult, *, show_all: bool = False) -> str:
+    """A JSON list of difference objects, most impactful first."""
+    items = [d.to_json() for d in result.differences if show_all or d.level != "none"]
+    return json.dumps(items, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def render_csv(result: DiffResult, *, show_all: bool = False) -> str:
+    """One CSV line per difference; values spelled as in the table (an absent side is empty)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for d in result.differences:
+        if show_all or d.level != "none":
+            item = d.to_json()
+            item["a"] = "" if d.key_a is None and not d.a_default else value_text(d.a)
+            item["b"] = "" if d.key_b is None and not d.b_default else value_text(d.b)
+            writer.writerow(item)
+    return buffer.getvalue()

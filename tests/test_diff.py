@@ -1,0 +1,253 @@
+"""diff_configs: pairing across renames and moves, defaults, ignore, factors; fixture triples."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bisect_runs.diff import DiffOptions, DiffResult, diff_configs, load_defaults
+from bisect_runs.errors import ConfigError
+from bisect_runs.sources import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).parent / "fixtures" / "diff"
+CASES = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _diff(tmp_path: Path, a: str, b: str, **options: Any) -> DiffResult:
+    pa, pb = _write(tmp_path / "a.yaml", a), _write(tmp_path / "b.yaml", b)
+    return diff_configs(load_config(pa), load_config(pb), DiffOptions(**options))
+
+
+def _by_key(result: DiffResult) -> dict[str, Any]:
+    return {d.key: d for d in result.differences}
+
+
+def _options(case: Path) -> DiffOptions:
+    path = case / "options.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return DiffOptions(**data)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fixture_triples(case: str) -> None:
+    """a.yaml, b.yaml (and options.yaml) give expected.json; UPDATE_GOLDEN=1 rewrites it."""
+    folder = FIXTURES / case
+    result = diff_configs(load_config(folder / "a.yaml"), load_config(folder / "b.yaml"), _options(folder))
+    got = [d.to_json() for d in result.differences]
+    expected_path = folder / "expected.json"
+    if os.environ.get("UPDATE_GOLDEN"):
+        expected_path.write_text(json.dumps(got, indent=2) + "\n", encoding="utf-8")
+    expected = json.loads(expected_path.read_text(encoding="utf-8"))
+    assert got == expected, f"{expected_path} is out of date; if the change is intended, rerun with UPDATE_GOLDEN=1"
+
+
+# -- the lab's speech pair -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def speech() -> DiffResult:
+    options = DiffOptions(defaults=load_defaults(ROOT / "configs" / "speech_defaults.yaml"))
+    return diff_configs(load_config(ROOT / "configs" / "baseline"), load_config(ROOT / "configs" / "run11"), options)
+
+
+def test_speech_learning_rate_is_the_critical_top_factor(speech: DiffResult) -> None:
+    top = speech.factors[0]
+    assert top.name == "lrStart+lrEnd"
+    assert (top.level, top.category, top.reason) == ("critical", "optimization", "25x lower learning rate")
+    assert [d.key for d in speech.differences[:2]] == ["lrStart", "lrEnd"]
+
+
+def test_speech_rows_with_defaults(speech: DiffResult) -> None:
+    names = {f.name: f for f in speech.factors}
+    assert set(names) == {
+        "lrStart+lrEnd", "optimizer", "l2_decay -> weight_decay", "whiteNoiseSD", "constantOffsetSD",
+        "time_mask_prob+freq_mask_prob", "use_layer_norm", "grad_clip_norm", "use_plateau_scheduler",
+    }
+    assert names["l2_decay -> weight_decay"].reason == "10x higher weight decay"
+    assert names["optimizer"].reason == "optimizer adam -> adamw"
+    assert names["whiteNoiseSD"].reason == "white noise augmentation turned off (0.8 -> 0.0)"
+    assert names["use_layer_norm"].reason == "LayerNorm added"
+    optimizer = names["optimizer"].differences[0]
+    assert (optimizer.kind, optimizer.a, optimizer.a_default, optimizer.key_a) == ("added", "adam", True, None)
+
+
+def test_speech_runtime_keys_are_none_and_not_factors(speech: DiffResult) -> None:
+    by_key = _by_key(speech)
+    for key in ("num_workers", "outputDir", "datasetPath"):
+        assert by_key[key].level == "none"
+        assert by_key[key].category == "runtime"
+        assert by_key[key].factor == ""
+    assert all(f.level != "none" for f in speech.factors)
+
+
+def test_speech_keys_equal_to_their_defaults_give_no_row(speech: DiffResult) -> None:
+    keys = {k for d in speech.differences for k in (d.key_a, d.key_b)}
+    assert "input_dropout" not in keys and "use_amp" not in keys
+    assert "l2_decay" not in {d.key for d in speech.differences}  # paired, not "removed"
+
+
+def test_speech_without_defaults_marks_one_sided_keys(tmp_path: Path) -> None:
+    result = diff_configs(load_config(ROOT / "configs" / "baseline"), load_config(ROOT / "configs" / "run11"))
+    use_amp = _by_key(result)["use_amp"]
+    assert (use_amp.kind, use_amp.a, use_amp.key_a, use_amp.a_default) == ("added", None, None, False)
+    assert result.factors[0].name == "lrStart+lrEnd"
+
+
+# -- pairing -------------------------------------------------------------------------------
+
+
+def test_synonym_pairing_wins_over_defaults(tmp_path: Path) -> None:
+    result = _diff(tmp_path, "l2_decay: 1e-5\n", "weight_decay: 1e-4\n", defaults={"l2_decay": 0.0, "weight_decay": 0.0})
+    [d] = result.differences
+    assert (d.key, d.key_a, d.key_b, d.kind) == ("l2_decay -> weight_decay", "l2_decay", "weight_decay", "changed")
+
+
+def test_move_between_sections_is_one_row(tmp_path: Path) -> None:
+    result = _diff(tmp_path, "training:\n  warmup_steps: 500\n", "lr_scheduler:\n  warmup_steps: 500\n")
+    [d] = result.differences
+    assert d.key == "training.warmup_steps -> lr_scheduler.warmup_steps"
+    assert d.level == "none" and d.reason == "renamed; same value"
+
+
+def test_trivial_equal_values_under_unrelated_names_stay_apart(tmp_path: Path) -> None:
+    result = _diff(tmp_path, "use_amp: false\n", "bidirectional: false\n")
+    assert sorted((d.key, d.kind) for d in result.differences) == [("bidirectional", "added"), ("use_amp", "removed")]
+
+
+def test_ambiguous_equal_values_are_not_paired(tmp_path: Path) -> None:
+    result = _diff(tmp_path, "alpha_x: 0.37\n", "beta_y: 0.37\ngamma_z: 0.37\n")
+    assert {d.kind for d in result.differences} == {"added", "removed"}
+
+
+def test_alias_forces_a_pairing(tmp_path: Path) -> None:
+    a, b = "peak: 0.1\n", "top: 0.5\n"
+    assert len(_diff(tmp_path, a, b).differences) == 2
+    [d] = _diff(tmp_path, a, b, aliases={"peak": "top"}).differences
+    assert (d.key_a, d.key_b, d.reason) == ("peak", "top", "5x higher top")
+
+
+def test_alias_written_backwards_and_section_alias(tmp_path: Path) -> None:
+    [d] = _diff(tmp_path, "peak: 0.1\n", "top: 0.5\n", aliases={"top": "peak"}).differences
+    assert (d.key_a, d.key_b) == ("peak", "top")
+    result = _diff(tmp_path, "optim:\n  lr: 0.1\n  wd: 0.0\n", "optimizer:\n  lr: 0.2\n  wd: 0.0\n", aliases={"optim": "optimizer"})
+    assert [(d.key_a, d.key_b) for d in result.differences if d.level != "none"] == [("optim.lr", "optimizer.lr")]
+
+
+def test_alias_naming_unknown_keys_warns(tmp_path: Path) -> None:
+    result = _diff(tmp_path, "lr: 0.1\n", "lr: 0.1\n", aliases={"l2_decay": "weight_decay"})
+    assert result.identical
+    assert result.warnings == ["alias l2_decay=weight_decay: neither config has key 'l2_decay' or 'weight_decay'"]
+
+
+def test_alias_with_default_on_the_missing_side(tmp_path: Path) -> None:
+    result = _diff(tmp_path, "l2_decay: 1e-5\n", "lr: 1\n", aliases={"l2_decay": "weight_decay"}, defaults={"weight_decay": 1e-5, "lr": 1})
+    assert result.identical
+
+
+# -- defaults ------------------------------------------------------------------------------
+
+
+def test_default_equal_to_other_side_is_no_difference(tmp_path: Path) -> None:
+    assert _diff(tmp_path, "x: 1\n", "x: 1\nuse_amp: false\n", defaults={"use_amp": False}).identical
+
+
+def test_default_differing_reads_as_absent_with_default(tmp_path: Path) -> None:
+    [d] = _diff(tmp_path, "x: 1\n", "x: 1\nuse_layer_norm: true\n", defaults={"use_layer_norm": False}).differences
+    assert (d.kind, d.a, d.a_default, d.b, d.reason) == ("added", False, True, True, "LayerNorm added")
+    [d] = _diff(tmp_path, "x: 1\nuse_layer_norm: true\n", "x: 1\n", defaults={"use_layer_norm": False}).differences
+    assert (d.kind, d.b, d.b_default, d.reason) == ("removed", False, True, "LayerNorm removed")
+
+
+def test_null_default_differs_from_absent(tmp_path: Path) -> None:
+    [d] = _diff(tmp_path, "x: 1\n", "x: 1\ngrad_clip_norm: 1.5\n", defaults={"grad_clip_norm": None}).differences
+    assert d.a is None and d.a_default and d.reason == "gradient clipping turned on (null -> 1.5)"
+
+
+def test_dotted_and_leaf_defaults(tmp_path: Path) -> None:
+    a, b = "model:\n  d: 1\n", "model:\n  d: 1\n  aux_loss_diagonal: false\n  use_bias: true\n"
+    assert _diff(tmp_path, a, b, defaults={"model.aux_loss_diagonal": False, "use_bias": True}).identical
+
+
+def test_load_defaults_nested_and_dotted(tmp_path: Path) -> None:
+    path = _write(tmp_path / "d.yaml", "model:\n  aux: false\ntrain.steps: 5\n")
+    assert load_defaults(path) == {"model.aux": False, "train.steps": 5}
+    with pytest.raises(ConfigError, match="no such defaults file"):
+        load_defaults(tmp_path / "missing.yaml")
+
+
+# -- values, ignore, factors ---------------------------------------------------------------
+
+
+def test_values_compared_by_meaning(tmp_path: Path) -> None:
+    assert _diff(tmp_path, "wd: '1e-5'\nn: 3\nflag: yes\n", "wd: 1.0e-05\nn: 3.0\nflag: true\n").identical
+
+
+def test_type_only_change_needs_strict_types(tmp_path: Path) -> None:
+    a, b = "n_layers: 3\n", "n_layers: 3.0\n"
+    assert _diff(tmp_path, a, b).identical
+    [d] = _diff(tmp_path, a, b, strict_types=True).differences
+    assert d.kind == "type" and d.level == "low" and "type changed (int -> float)" in d.reason
+
+
+def test_string_to_number_is_a_type_change(tmp_path: Path) -> None:
+    [d] = _diff(tmp_path, "warmup: auto\n", "warmup: 100\n").differences
+    assert d.kind == "type"
+
+
+def test_ignore_globs(tmp_path: Path) -> None:
+    a, b = "logging:\n  dir: /a\nlr: 1\npaths_x: 1\n", "logging:\n  dir: /b\nlr: 2\npaths_x: 2\n"
+    result = _diff(tmp_path, a, b, ignore=["logging", "PATHS_*"])
+    assert [d.key for d in result.differences] == ["lr"]
+
+
+def test_keys_moving_together_form_one_factor(tmp_path: Path) -> None:
+    a = "lr_start: 0.02\nlr_end: 0.02\ntime_mask_prob: 0\nfreq_mask_prob: 0\nuse_ln: false\nuse_sched: false\n"
+    b = "lr_start: 0.01\nlr_end: 0.01\ntime_mask_prob: 0.1\nfreq_mask_prob: 0.1\nuse_ln: true\nuse_sched: true\n"
+    names = [f.name for f in _diff(tmp_path, a, b).factors]
+    assert "lr_start+lr_end" in names and "time_mask_prob+freq_mask_prob" in names
+    assert "use_ln" in names and "use_sched" in names  # "use" alone does not make a family
+
+
+def test_keys_changing_differently_are_separate_factors(tmp_path: Path) -> None:
+    result = _diff(tmp_path, "lr_start: 0.02\nlr_end: 0.01\n", "lr_start: 0.002\nlr_end: 0.002\n")
+    assert sorted(f.name for f in result.factors) == ["lr_end", "lr_start"]
+
+
+def test_explicit_groups_take_none_level_keys_too(tmp_path: Path) -> None:
+    result = _diff(tmp_path, "a_dir: /x\nlr: 1\n", "a_dir: /y\nlr: 2\n", groups={"paths": ["*_dir"]})
+    assert {f.name: f.level for f in result.factors} == {"lr": "medium", "paths": "none"}
+    assert {d.key: d.factor for d in result.differences} == {"lr": "lr", "a_dir": "paths"}
+
+
+def test_ranking_is_by_score(tmp_path: Path) -> None:
+    result = _diff(tmp_path, "dropout: 0.4\nlr: 0.02\nnum_workers: 2\n", "dropout: 0.5\nlr: 0.0008\nnum_workers: 8\n")
+    assert [(d.key, d.level) for d in result.differences] == [("lr", "critical"), ("dropout", "low"), ("num_workers", "none")]
+    assert [d.score for d in result.differences] == sorted((d.score for d in result.differences), reverse=True)
+
+
+def test_json_of_absent_side_and_non_finite(tmp_path: Path) -> None:
+    result = _diff(tmp_path, "x: .nan\n", "x: 1.0\ny: 2\n")
+    items = {d.key: d.to_json() for d in result.differences}
+    assert items["x"]["a"] == "nan"
+    assert (items["y"]["a"], items["y"]["kind"], items["y"]["key_a"]) == (None, "added", None)
+    json.dumps(list(items.values()), allow_nan=False)
+
+
+def test_directory_configs(tmp_path: Path) -> None:
+    result = diff_configs(load_config(ROOT / "configs" / "e4"), load_config(ROOT / "configs" / "e5"),
+                          DiffOptions(defaults=load_defaults(ROOT / "configs" / "mdn_defaults.yaml")))
+    keys = [d.key for d in result.differences if d.level != "none"]
+    assert set(keys) == {"eval.eval_perm_average", "eval.eval_slot_id_mode", "model.aux_loss_diagonal",
+                         "train.perm_warmup_steps", "train.patience"}
+    assert _by_key(result)["eval.eval_slot_id_mode"].category == "evaluation"

@@ -1,0 +1,344 @@
+"""The Slurm executor against a real cluster: trials go through sbatch and run as Slurm jobs.
+
+CI starts a single-node cluster with `.ci/cluster.sh start` and sets
+BISECT_RUNS_REQUIRE_CLUSTER=1, which turns a missing cluster into a failure instead of a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from bisect_runs.errors import SettingsError
+from bisect_runs.executors.base import Executor, Launch, ProcessEnd
+from bisect_runs.executors.slurm import (
+    SlurmExecutor,
+    _parse_states,
+    _time_parameters,
+    slurm_states,
+)
+
+pytestmark = pytest.mark.slurm
+
+TRAINER = textwrap.dedent(
+    """
+    import json, os, subprocess, sys, time
+    from pathlib import Path
+
+    run_dir = Path(os.environ["BISECT_RUNS_RUN_DIR"])
+    mode = sys.argv[1]
+    if mode == "env":
+        seen = {k: v for k, v in os.environ.items() if k.startswith("BISECT_RUNS_")}
+        seen["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+        (run_dir / "env.json").write_text(json.dumps({"env": seen, "cwd": os.getcwd(), "argv": sys.argv}))
+        print("to stdout")
+        print("to stderr", file=sys.stderr)
+        sys.exit(int(sys.argv[2]))
+    if mode == "hang":  # note our pids (and a grandchild's) once per attempt, then hang
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        with open(run_dir / "pids.jsonl", "a") as f:
+            f.write(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "child": child.pid}) + "\\n")
+        time.sleep(float(sys.argv[2]))
+    if mode == "once":  # hang the first time, succeed when run again
+        marker = Path(sys.argv[2])
+        if marker.exists():
+            sys.exit(0)
+        marker.write_text("ran")
+        with open(run_dir / "pids.jsonl", "a") as f:
+            f.write(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "child": os.getpid()}) + "\\n")
+        time.sleep(600)
+    """
+)
+
+
+def _cluster_missing() -> str | None:
+    """Why the Slurm tests cannot run here, or None when a cluster answers."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "Slurm client commands (sinfo, sbatch) not found; start one with `bash .ci/cluster.sh start`"
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        return "submitit is not installed (pip install 'bisect-runs[slurm]')"
+    done = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, check=False)
+    states = done.stdout.split()
+    if done.returncode != 0 or not any(s.rstrip("*~#") in ("idle", "mix", "alloc") for s in states):
+        return f"no Slurm node is up (sinfo: {done.stdout.strip() or done.stderr.strip()})"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster() -> None:
+    reason = _cluster_missing()
+    if reason is None:
+        return
+    if os.environ.get("BISECT_RUNS_REQUIRE_CLUSTER") == "1":
+        pytest.fail(f"BISECT_RUNS_REQUIRE_CLUSTER=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def trainer(tmp_path: Path) -> Path:
+    path = tmp_path / "trainer.py"
+    path.write_text(TRAINER)
+    return path
+
+
+def make_launch(
+    tmp_path: Path, trial_id: str, args: list[str], timeout_s: float | None = 60
+) -> Launch:
+    trial = tmp_path / "trials" / trial_id
+    run_dir = trial / "run"
+    env = {"BISECT_RUNS_RUN_DIR": str(run_dir), "BISECT_RUNS_SEED": "7", "BISECT_RUNS_STEPS": "100"}
+    return Launch(
+        trial_id,
+        (sys.executable, *args),
+        run_dir,
+        env,
+        trial / "stdout.log",
+        trial / "stderr.log",
+        timeout_s,
+    )
+
+
+def collect(executor: Executor, n: int, timeout_s: float = 90.0) -> dict[str, ProcessEnd]:
+    """Wait for `n` ends; fail (not hang) if the cluster does not deliver them."""
+    ends: dict[str, ProcessEnd] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(ends) < n:
+        assert time.monotonic() < deadline, f"only {len(ends)} of {n} trials ended: {ends}"
+        ends.update((e.trial_id, e) for e in executor.wait(timeout=1.0))
+    return ends
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.2)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def gone(noted: dict[str, int]) -> bool:
+    return not alive(noted["pid"]) and not alive(noted["child"])
+
+
+def pids(launch: Launch) -> list[dict[str, int]]:
+    path = launch.run_dir / "pids.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def active_jobs(job_ids: list[str]) -> dict[str, str]:
+    """Our jobs that squeue still lists as pending, running or completing."""
+    done = subprocess.run(
+        ["squeue", "-h", "-o", "%i|%T", "--states=PENDING,RUNNING,COMPLETING,SUSPENDED"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    listed = dict(line.split("|", 1) for line in done.stdout.split())
+    return {j: listed[j] for j in job_ids if j in listed}
+
+
+# -- against the cluster ----------------------------------------------------------------
+
+
+def test_runs_trainer_as_locally(cluster: None, tmp_path: Path, trainer: Path) -> None:
+    ok = make_launch(tmp_path, "ok", [str(trainer), "env", "0"])
+    bad = make_launch(tmp_path, "bad", [str(trainer), "env", "3"])
+    submitted: list[tuple[str, str]] = []
+    with SlurmExecutor(tmp_path / "slurm", cwd=tmp_path) as executor:
+        executor.on_submitted = lambda trial, job: submitted.append((trial, job))
+        executor.submit([ok, bad])
+        ends = collect(executor, 2)
+    assert ends["ok"].status == "exited" and ends["ok"].returncode == 0
+    assert ends["bad"].status == "exited" and ends["bad"].returncode == 3
+    assert dict(submitted) == {"ok": ends["ok"].job_id, "bad": ends["bad"].job_id}
+    assert ends["ok"].job_id != ends["bad"].job_id
+    seen = json.loads((ok.run_dir / "env.json").read_text())
+    assert seen["cwd"] == str(tmp_path.resolve())
+    assert seen["env"]["BISECT_RUNS_SEED"] == "7" and seen["env"]["BISECT_RUNS_STEPS"] == "100"
+    assert seen["env"]["CUDA_VISIBLE_DEVICES"] == ""  # a CPU trial sees no GPU
+    assert ok.stdout_path.read_text() == "to stdout\n"
+    assert ok.stderr_path.read_text() == "to stderr\n"
+    assert 0 < ends["ok"].wall_s < 30
+
+
+def test_missing_trainer_is_exit_127(cluster: None, tmp_path: Path) -> None:
+    launch = make_launch(tmp_path, "nope", [])
+    launch = Launch(
+        "nope",
+        (str(tmp_path / "no-such-trainer"),),
+        launch.run_dir,
+        launch.env,
+        launch.stdout_path,
+        launch.stderr_path,
+    )
+    with SlurmExecutor(tmp_path / "slurm") as executor:
+        executor.submit([launch])
+        end = collect(executor, 1)["nope"]
+    assert (end.status, end.returncode) == ("exited", 127)
+    assert "no-such-trainer" in end.extra["start_error"]
+    assert "cannot start" in launch.stderr_path.read_text()
+
+
+def test_timeout_kills_the_process_group(cluster: None, tmp_path: Path, trainer: Path) -> None:
+    launch = make_launch(tmp_path, "slow", [str(trainer), "hang", "600"], timeout_s=2)
+    with SlurmExecutor(tmp_path / "slurm") as executor:
+        executor.submit([launch])
+        end = collect(executor, 1)["slow"]
+    assert end.status == "timeout"
+    assert 2 <= end.wall_s < 30
+    (noted,) = pids(launch)
+    wait_until(lambda: not alive(noted["pid"]) and not alive(noted["child"]), timeout_s=10)
+
+
+def test_cancel_scancels_every_job(cluster: None, tmp_path: Path, trainer: Path) -> None:
+    launches = [make_launch(tmp_path, f"c{i}", [str(trainer), "hang", "600"]) for i in range(3)]
+    submitted: dict[str, str] = {}
+    executor = SlurmExecutor(tmp_path / "slurm", max_parallel=2)
+    executor.on_submitted = submitted.__setitem__
+    executor.submit(launches)
+    assert executor.wait(timeout=0.1) == []
+    wait_until(lambda: all(pids(launch) for launch in launches[:2]))
+    ends = {e.trial_id: e for e in executor.cancel()}
+    assert {e.status for e in ends.values()} == {"interrupted"}
+    assert set(ends) == {"c0", "c1", "c2"}
+    assert ends["c2"].job_id is None  # never submitted: max_parallel held it back
+    assert set(submitted) == {"c0", "c1"}
+    assert active_jobs(list(submitted.values())) == {}
+    for launch in launches[:2]:
+        (noted,) = pids(launch)
+        wait_until(partial(gone, noted), timeout_s=15)
+    assert executor.pending() == 0
+
+
+def test_reattach_after_restart(cluster: None, tmp_path: Path, trainer: Path) -> None:
+    quick = make_launch(tmp_path, "quick", [str(trainer), "env", "5"])
+    slow = make_launch(tmp_path, "slow", [str(trainer), "hang", "3"])
+    submitted: dict[str, str] = {}
+    first = SlurmExecutor(tmp_path / "slurm")
+    first.on_submitted = submitted.__setitem__
+    first.submit([quick, slow])
+    first.close()  # the search dies; its jobs keep running
+    del first
+    wait_until(lambda: bool(pids(slow)))
+    resubmitted: list[str] = []
+    second = SlurmExecutor(tmp_path / "slurm")
+    second.on_submitted = lambda trial, job: resubmitted.append(trial)
+    second.reattach([(quick, submitted["quick"]), (slow, submitted["slow"])])
+    ends = collect(second, 2)
+    assert resubmitted == []
+    assert (ends["quick"].status, ends["quick"].returncode, ends["quick"].job_id) == (
+        "exited",
+        5,
+        submitted["quick"],
+    )
+    assert (ends["slow"].status, ends["slow"].returncode, ends["slow"].job_id) == (
+        "exited",
+        0,
+        submitted["slow"],
+    )
+    assert len(pids(slow)) == 1  # ran once
+
+
+def test_reattached_job_cancelled_by_earlier_search_runs_again(
+    cluster: None, tmp_path: Path, trainer: Path
+) -> None:
+    launch = make_launch(tmp_path, "again", [str(trainer), "once", str(tmp_path / "marker")])
+    submitted: list[str] = []
+    first = SlurmExecutor(tmp_path / "slurm")
+    first.on_submitted = lambda trial, job: submitted.append(job)
+    first.submit([launch])
+    wait_until(lambda: bool(pids(launch)))
+    assert [e.status for e in first.cancel()] == ["interrupted"]  # Ctrl-C of the earlier search
+    second = SlurmExecutor(tmp_path / "slurm")
+    second.on_submitted = lambda trial, job: submitted.append(job)
+    second.reattach([(launch, submitted[0])])
+    end = collect(second, 1)["again"]
+    assert (end.status, end.returncode) == ("exited", 0)
+    assert len(submitted) == 2 and end.job_id == submitted[1]
+    assert (launch.stderr_path.parent / "requeued-1" / "run" / "pids.jsonl").exists()  # set aside
+    assert not (launch.run_dir / "pids.jsonl").exists()  # the rerun started empty
+
+
+def test_job_killed_twice_is_lost_after_one_requeue(
+    cluster: None, tmp_path: Path, trainer: Path
+) -> None:
+    launch = make_launch(tmp_path, "victim", [str(trainer), "hang", "600"])
+    submitted: list[str] = []
+    executor = SlurmExecutor(tmp_path / "slurm")
+    executor.on_submitted = lambda trial, job: submitted.append(job)
+    executor.submit([launch])
+    ends: list[ProcessEnd] = []
+    killed = 0
+    deadline = time.monotonic() + 90
+    while not ends:
+        assert time.monotonic() < deadline, "the job was neither requeued nor reported lost"
+        noted = pids(launch)
+        if len(noted) > killed:  # the job's own process (the trainer's parent) dies: a node failure
+            os.kill(noted[killed]["ppid"], signal.SIGKILL)
+            killed += 1
+        ends = executor.wait(timeout=0.5)
+    (end,) = ends
+    assert killed == 2 and len(submitted) == 2 and submitted[0] != submitted[1]
+    assert end.status == "lost" and end.job_id == submitted[1]
+    assert "resubmitted" in end.detail and "FAILED" in end.detail
+    assert end.extra["attempt"] == "2"
+    assert active_jobs(submitted) == {}
+    assert (launch.stderr_path.parent / "requeued-1" / "run" / "pids.jsonl").exists()
+
+
+# -- without a cluster ------------------------------------------------------------------
+
+
+def test_invalid_options_are_listed_together(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as err:
+        SlurmExecutor(tmp_path, cpus_per_trial=0, max_parallel=0)
+    assert (
+        str(err.value)
+        == "slurm: cpus_per_trial must be >= 1, got 0; max_parallel must be >= 1, got 0"
+    )
+
+
+def test_states_parse_arrays_and_reasons() -> None:
+    output = "12_[3-5%2]|PENDING\n13|CANCELLED by 0\n13.batch|CANCELLED\n14_0|RUNNING\n"
+    assert _parse_states(output) == {
+        "12_3": "PENDING",
+        "12_4": "PENDING",
+        "12_5": "PENDING",
+        "13": "CANCELLED",
+        "14_0": "RUNNING",
+    }
+
+
+def test_unknown_jobs_have_no_state(cluster: None) -> None:
+    assert slurm_states(["999999999"]) == {}
+
+
+def test_time_limit_covers_the_trial_timeout(tmp_path: Path) -> None:
+    launch = make_launch(tmp_path, "t", ["x"], timeout_s=600)
+    assert _time_parameters(None, [launch]) == {"time": 13}  # 10 min + grace, rounded up, + 2
+    assert _time_parameters(30, [launch]) == {"time": 30}
+    assert _time_parameters(None, [make_launch(tmp_path, "u", ["x"], timeout_s=None)]) == {
+        "time": None
+    }

@@ -1,0 +1,185 @@
+"""Trial ids, command substitution, preparing a trial's directory, classifying outcomes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from trainers import fake_command, yaml_writer
+
+from bisect_runs.errors import TrialError
+from bisect_runs.executors.base import ProcessEnd
+from bisect_runs.metrics import MetricSpec
+from bisect_runs.trials import (
+    CRASHED,
+    DIVERGED,
+    INTERRUPTED,
+    OK,
+    TIMEOUT,
+    Outcome,
+    finish,
+    make_trial,
+    outcome_from_json,
+    outcome_to_json,
+    override_words,
+    prepare_launch,
+    read_outcome,
+    substitute,
+    trial_from_json,
+    trial_paths,
+    trial_to_json,
+)
+from bisect_runs.variants import ABSENT
+
+CMD = ("python", "train.py", "--config", "{config}")
+
+
+def test_trial_id_is_sha256_of_canonical_json_without_label() -> None:
+    trial = make_trial("B", {"lr": 0.1, "opt": "adam"}, 3, 200, CMD)
+    canonical = json.dumps(
+        {"changes": [["lr", 0.1], ["opt", "adam"]], "seed": 3, "steps": 200, "command": list(CMD)},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    assert trial.id == hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    assert make_trial("another label", [("opt", "adam"), ("lr", 0.1)], 3, 200, CMD).id == trial.id
+    assert make_trial("B", {"lr": 0.1, "opt": "adam"}, 4, 200, CMD).id != trial.id
+    assert make_trial("B", {"lr": 0.1, "opt": "adam"}, 3, 201, CMD).id != trial.id
+
+
+def test_absent_is_not_none_and_round_trips_through_json() -> None:
+    removed = make_trial("A", {"l2_decay": ABSENT}, 0, 10, CMD)
+    nulled = make_trial("A", {"l2_decay": None}, 0, 10, CMD)
+    assert removed.id != nulled.id
+    data = json.loads(json.dumps(trial_to_json(removed)))
+    assert data["changes"] == [["l2_decay", {"$absent": True}]]
+    back = trial_from_json(data)
+    assert back == removed and back.changes[0][1] is ABSENT
+
+
+def test_outcome_json_round_trip_ignores_unknown_keys() -> None:
+    outcome = Outcome("abc", DIVERGED, history=[(1, 0.5), (2, math.inf)], infra=False, attempts=[{"status": "crashed"}])
+    data = json.loads(json.dumps({**outcome_to_json(outcome), "future_field": 1}))
+    assert outcome_from_json(data) == outcome
+
+
+def test_substitute_inside_words_and_overrides_as_separate_words() -> None:
+    command = ("train", "--out={run_dir}/x", "{overrides}", "--note", "seed {seed} of {steps}: {overrides}", '{"a": {"b": 1}}')
+    argv = substitute(command, {"config": "c.yaml", "run_dir": "/r", "steps": "5", "seed": "2"}, ["lr=0.1", "~wd"])
+    assert argv == ("train", "--out=/r/x", "lr=0.1", "~wd", "--note", "seed 2 of 5: lr=0.1 ~wd", '{"a": {"b": 1}}')
+
+
+def test_unknown_placeholder_lists_the_valid_ones() -> None:
+    with pytest.raises(TrialError) as err:
+        substitute(("train", "--x={sed}", "{out_dir}"), {}, [])
+    assert str(err.value) == (
+        "command template: unknown placeholder(s) {out_dir}, {sed}; "
+        "valid: {config}, {run_dir}, {steps}, {seed}, {overrides}"
+    )
+
+
+def test_override_words_are_hydra_style() -> None:
+    changes = [("a", True), ("b", None), ("c", [1, 2]), ("d", "x y"), ("e", ABSENT), ("f", 1e-5), ("g", "adam"),
+               ("h", "true"), ("i", "1e-5"), ("j", "it's"), ("k", "")]  # fmt: skip
+    words = override_words(changes)
+    assert words == ["a=true", "b=null", "c=[1,2]", "d='x y'", "~e", "f=1e-05", "g=adam", "h='true'", "i='1e-5'", "j='it\\'s'", "k=''"]
+
+
+def test_prepare_launch_layout_env_and_config_keys(tmp_path: Path) -> None:
+    trial = make_trial("B", {"opt.lr": 0.1}, 7, 30, fake_command("{overrides}"))
+    launch = prepare_launch(trial, tmp_path, yaml_writer({"opt": {"lr": 1.0}}), timeout_s=9, steps_key="train.steps", seed_key="seed")
+    paths = trial_paths(tmp_path, trial.id)
+    assert launch.run_dir == paths.run_dir and list(paths.run_dir.iterdir()) == []
+    config = paths.config_dir / "config.yaml"
+    assert config.read_text() == "opt:\n  lr: 0.1\nseed: 7\ntrain:\n  steps: 30\n"
+    assert launch.env == {
+        "BISECT_RUNS_CONFIG": str(config),
+        "BISECT_RUNS_RUN_DIR": str(paths.run_dir),
+        "BISECT_RUNS_STEPS": "30",
+        "BISECT_RUNS_SEED": "7",
+    }
+    assert launch.argv[-3:] == ("opt.lr=0.1", "seed=7", "train.steps=30")
+    assert launch.timeout_s == 9
+    assert json.loads(paths.launch.read_text())["argv"] == list(launch.argv)
+
+
+def test_prepare_launch_starts_fresh_and_keeps_earlier_attempts(tmp_path: Path) -> None:
+    trial = make_trial("B", {}, 0, 10, fake_command())
+    first = prepare_launch(trial, tmp_path, yaml_writer({}))
+    (first.run_dir / "metrics.jsonl").write_text("{}\n")
+    retry = prepare_launch(trial, tmp_path, yaml_writer({}), attempt=2)
+    assert list(retry.run_dir.iterdir()) == []
+    assert (trial_paths(tmp_path, trial.id).dir / "attempt-1" / "run" / "metrics.jsonl").exists()
+    again = prepare_launch(trial, tmp_path, yaml_writer({}))
+    assert not (trial_paths(tmp_path, trial.id).dir / "attempt-1").exists() and again.run_dir.exists()
+
+
+def test_shell_metacharacters_reach_the_trainer_literally(tmp_path: Path) -> None:
+    nasty = '"; rm -rf ~ ; echo $(whoami) `id` > /tmp/pwned'
+    trial = make_trial("B", {"note": nasty}, 0, 10, fake_command("{overrides}", "--tag={overrides}"))
+    launch = prepare_launch(trial, tmp_path, yaml_writer({"note": "x"}))
+    subprocess.run(launch.argv, env={**os.environ, **launch.env}, check=True, timeout=60)
+    seen = json.loads((launch.run_dir / "trainer.json").read_text())
+    assert seen["config"]["note"] == nasty  # from the config file, then from the override word
+    assert any(word.startswith("note='") and nasty in word for word in seen["argv"])
+    assert any(word.startswith("--tag=note='") for word in seen["argv"])
+
+
+def _end(status: str = "exited", rc: int | None = 0) -> ProcessEnd:
+    return ProcessEnd("x", status, rc, 1.5, job_id="42", slot="cpu:0")
+
+
+def _finish(tmp_path: Path, jsonl: str, end: ProcessEnd, stderr: str = "", name: str = "loss") -> Outcome:
+    trial = make_trial("B", {}, 0, 10, CMD)
+    paths = trial_paths(tmp_path, trial.id)
+    paths.run_dir.mkdir(parents=True)
+    (paths.run_dir / "metrics.jsonl").write_text(jsonl)
+    paths.stderr.write_text(stderr)
+    return finish(trial, end, MetricSpec(name, reduce="min"), tmp_path)
+
+
+def test_finish_ok_reduces_and_writes_outcome_json(tmp_path: Path) -> None:
+    outcome = _finish(tmp_path, '{"step": 1, "loss": 0.5, "steps_per_sec": 9}\n{"step": 2, "loss": 0.7}\n', _end())
+    assert (outcome.status, outcome.value, outcome.wall_s, outcome.steps_per_s) == (OK, 0.5, 1.5, 9.0)
+    assert read_outcome(tmp_path, outcome.trial_id) == outcome
+
+
+@pytest.mark.parametrize(
+    ("jsonl", "end", "stderr", "status", "detail"),
+    [
+        ('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": NaN}\n', _end(), "", DIVERGED, "loss became nan at step 2"),
+        ('{"step": 1, "loss": 0.5, "grad": 1}\n{"step": 2, "grad": Infinity}\n', _end(rc=1), "", DIVERGED,
+         "grad became inf at step 2, then the trainer stopped (exit status 1)"),
+        ("", _end(rc=1), "Traceback\nValueError: loss is nan\n", DIVERGED,
+         "stderr reports a non-finite value ('nan'), then the trainer stopped (exit status 1)"),
+        ('{"step": 1, "loss": 0.5}\n', _end(rc=3), "boom\nKeyError: 'lr'\n", CRASHED, "exit status 3: KeyError: 'lr'"),
+        ('{"step": 1, "loss": 0.5}\n', _end(rc=-9), "", CRASHED, "killed by SIGKILL"),
+        ('{"step": 1, "acc": 0.5}\n', _end(), "", CRASHED, "no value of 'loss' in "),
+        ('{"step": 1, "loss": 0.5}\n', _end("timeout", -15), "", TIMEOUT, "still running after"),
+        ('{"step": 1, "loss": 0.5}\n', _end("interrupted", -15), "", INTERRUPTED, "stopped by Ctrl-C or SIGTERM"),
+        ('{"step": 1, "loss": 0.5}\n', _end("lost", None), "", CRASHED, "lost: "),
+    ],
+)  # fmt: skip
+def test_classification(tmp_path: Path, jsonl: str, end: ProcessEnd, stderr: str, status: str, detail: str) -> None:
+    outcome = _finish(tmp_path, jsonl, end, stderr)
+    assert outcome.status == status
+    assert outcome.detail.startswith(detail)
+    assert outcome.value is None
+    if status in (CRASHED, DIVERGED) and stderr:
+        assert outcome.stderr_tail == stderr.strip()
+
+
+def test_fake_trainer_runs_standalone(tmp_path: Path) -> None:
+    """The shared test trainer honours the contract's environment when given no flags."""
+    config = tmp_path / "c.yaml"
+    config.write_text("fake:\n  metric: acc\n  value: '0.5 + lr'\nlr: 0.25\n")
+    env = {**os.environ, "BISECT_RUNS_CONFIG": str(config), "BISECT_RUNS_RUN_DIR": str(tmp_path / "r"), "BISECT_RUNS_STEPS": "20"}
+    subprocess.run([sys.executable, fake_command()[1]], env=env, check=True, timeout=60)
+    lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1]) == {"step": 20, "acc": pytest.approx(0.75 + 1.25 * math.exp(-4))}
