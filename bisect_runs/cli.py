@@ -60,7 +60,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def diff_command(ctx: click.Context, a: str, b: str, fmt: str, show_all: bool, ignore: tuple[str, ...], alias: tuple[str, ...],
                  defaults_file: str | None, rules_file: str | None, group: tuple[str, ...], strict_types: bool,
                  format_a: str | None, format_b: str | None) -> None:
-    """Impact-ranked differences between config A (good) and B (bad); exit 0 same, 1 different, 2 error."""
+    """Impact-ranked differences between config A (good) and B (bad).
+
+    Exit status like diff(1): 0 the same, 1 different, 2 error.
+    """
     from pathlib import Path
 
     from bisect_runs.diff import DiffOptions, diff_configs, load_defaults
@@ -129,7 +132,7 @@ def search_command(good_bad: tuple[str, ...], project: str | None, quiet: bool, 
         flags["good"], flags["bad"] = good_bad
     flags["parallel"] = parse_parallel(flags["parallel"])
     settings = make_settings(load_project(project), flags)
-    progress = Progress(quiet=quiet, verbose=verbose)
+    progress = Progress(level="quiet" if quiet else "verbose" if verbose else "normal")
     with _interrupts_as_exit():
         result = Search(settings, progress=progress).run()
     click.echo(result.verdict)

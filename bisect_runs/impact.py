@@ -384,11 +384,14 @@ def _ratio_change(kind: str, noun: str, a: Any, b: Any, verbs: tuple[str, str]) 
         return 1.0, f"{noun} {verbs[1] if b_off else verbs[0]} {change}"
     if (a < 0) != (b < 0):
         return 1.0, f"{noun} changed sign {change}"
-    if not (math.isfinite(a) and math.isfinite(b)):
+    try:
+        ratio = abs(b / a)
+    except OverflowError:  # integers beyond float range
+        ratio = math.inf
+    if not (math.isfinite(ratio) and ratio > 0):
         return 1.0, f"{noun} {value_text(a)} -> {value_text(b)}"
     if kind == "scale" and all(0.9 <= v < 1 for v in (a, b)):
         return _memory_change(noun, a, b)
-    ratio = abs(b / a)
     if kind == "scale":
         size = min(2.0, abs(math.log10(ratio)))
         higher, lower = "higher", "lower"

@@ -24,7 +24,7 @@ from bisect_runs.progress import Progress
 from bisect_runs.project import Settings, load_project, make_settings
 from bisect_runs.runner import TrialRunner
 from bisect_runs.sources import load_config
-from bisect_runs.strategies import make_strategy
+from bisect_runs.strategies import drive, make_strategy
 from bisect_runs.strategies.base import (
     INFRA,
     Decision,
@@ -33,6 +33,7 @@ from bisect_runs.strategies.base import (
     Point,
     Request,
     SearchContext,
+    Strategy,
 )
 from bisect_runs.trials import OK, Outcome, Trial, make_trial
 from bisect_runs.variants import ABSENT, write_variant
@@ -171,22 +172,21 @@ class Search:
             if not self.factors:
                 decision = Decision(False, [], [], "The configs do not differ in any searchable key.")
                 return self.finish(decision, runner, complete=True)
-            strategy = make_strategy(s.strategy, ctx)
-            started = time.monotonic()
-            decision = self.drive(strategy, runner, ctx, started)
+            decision = self.drive(make_strategy(s.strategy, ctx), runner, ctx)
             return self.finish(decision, runner, complete=not ctx.out_of_time)
 
-    def drive(self, strategy: Any, runner: TrialRunner, ctx: SearchContext, started: float) -> Decision:
+    def drive(self, strategy: Strategy, runner: TrialRunner, ctx: SearchContext) -> Decision:
+        """Run the strategy's rounds as real trials until it decides or a budget runs out."""
         max_s = None if self.settings.max_hours is None else self.settings.max_hours * 3600
-        try:
-            requests = next(strategy)
-            while True:
-                observations = self.run_round(requests, runner)
-                ctx.runs_used = runner.runs
-                ctx.out_of_time = max_s is not None and time.monotonic() - started > max_s
-                requests = strategy.send(observations)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+        started = time.monotonic()
+
+        def evaluate(requests: list[Request]) -> list[Observation]:
+            observations = self.run_round(requests, runner)
+            ctx.out_of_time = max_s is not None and time.monotonic() - started > max_s
+            return observations
+
+        decision, _, _ = drive(strategy, evaluate, ctx)
+        return decision
 
     def run_round(self, requests: list[Request], runner: TrialRunner) -> list[Observation]:
         trials = [self.trial_for(r) for r in requests]
@@ -195,7 +195,7 @@ class Search:
             {"round": len(self.rounds) + 1, "trials": [[t.label, t.seed, t.id] for t in trials]}
         )
         observations = []
-        for request, outcome in zip(requests, outcomes):
+        for request, outcome in zip(requests, outcomes, strict=True):
             self.outcomes.setdefault((request.point, request.seed), []).append(outcome)
             status = INFRA if getattr(outcome, "infra", False) else outcome.status
             value = outcome.value if outcome.status == OK else None
@@ -216,7 +216,7 @@ class Search:
             strategy=self.settings.strategy,
             reproduced=decision.reproduced,
             differences=[d.to_json() for d in self.diff.differences],
-            factors=[{"name": n, "keys": k} for n, k in zip(names, keys)],
+            factors=[{"name": n, "keys": k} for n, k in zip(names, keys, strict=True)],
             culprits=[[key for i in c for key in keys[i]] for c in decision.culprits],
             effects=[_effect_json(e, names, keys) for e in decision.effects],
             runs=runner.runs,

@@ -42,7 +42,7 @@ class Scale:
 
 
 SCALES = {
-    "tiny": Scale(width=16, depth=5, time=12, features=32, days=4, train_per_day=64, val_per_day=24),
+    "tiny": Scale(width=16, depth=5, time=12, features=16, days=4, train_per_day=64, val_per_day=24),
     "small": Scale(width=4, depth=2, time=2, features=4, days=8, train_per_day=128, val_per_day=32),
     "full": Scale(width=1, depth=1, time=1, features=1, days=8, train_per_day=128, val_per_day=32),
 }

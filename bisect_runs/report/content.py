@@ -189,7 +189,7 @@ def factor_rows(s: dict[str, Any], unit: Unit) -> list[dict[str, Any]]:
             "rank": rank,
             "factor": factor.get("name"),
             "keys": keys,
-            "names": [str(d.get("key") or k) for d, k in zip(ds, keys)] if len(ds) == len(keys) else keys,
+            "names": [str(d.get("key") or k) for d, k in zip(ds, keys, strict=True)] if len(ds) == len(keys) else keys,
             "a": [d.get("a") for d in ds],
             "b": [d.get("b") for d in ds],
             "a_text": _side_text(ds, "a"),
@@ -580,7 +580,9 @@ def partial_reason(record: SearchRecord) -> str | None:
 
 
 def _details(s: dict[str, Any]) -> dict[str, Any]:
-    details = s.get("details") if isinstance(s.get("details"), dict) else {}
+    details = s.get("details")
+    if not isinstance(details, dict):
+        return {}
     return {k: v for k, v in details.items() if k != "trial_rounds"}
 
 

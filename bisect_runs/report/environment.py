@@ -87,7 +87,8 @@ def git_state(path: Path) -> dict[str, Any] | None:
             commit = repo.head.commit
         except ValueError:  # a repository without commits
             return {"root": str(repo.working_tree_dir), "commit": None, "dirty": repo.is_dirty(untracked_files=True)}
-        changed = sorted({d.a_path or d.b_path for d in repo.index.diff(None)} | {d.a_path or d.b_path for d in repo.index.diff("HEAD")})
+        diffs = [*repo.index.diff(None), *repo.index.diff("HEAD")]
+        changed = sorted({str(d.a_path or d.b_path) for d in diffs})
         return {
             "root": str(repo.working_tree_dir),
             "commit": commit.hexsha,

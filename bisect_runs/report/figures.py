@@ -6,7 +6,6 @@ says beforehand whether it can be.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +20,11 @@ CYCLE = ["#2166ac", "#e08214", "#762a83", "#35978f", "#8c510a", "#c51b7d", "#4d4
 
 def available() -> bool:
     """True when matplotlib can be imported (the `report` extra)."""
-    return importlib.util.find_spec("matplotlib") is not None
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _pyplot() -> Any:
