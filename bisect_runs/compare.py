@@ -261,7 +261,7 @@ def parse_window(text: str | None) -> StepWindow:
 
 # -- rendering -------------------------------------------------------------------------
 
-HEADERS = ["metric", "dir", "A first", "A last", "A best (step)", "B first", "B last", "B best (step)", "Δ B−A", "better", "diverge at"]  # fmt: skip
+HEADERS = ["metric", "goal", "A first", "A last", "A best (step)", "B first", "B last", "B best (step)", "Δ B−A", "better", "diverge at"]  # fmt: skip
 
 
 def table_rows(cmp: Comparison) -> list[list[str]]:

@@ -134,8 +134,8 @@ def diff_configs(good: LoadedConfig, bad: LoadedConfig, options: DiffOptions | N
     options = options or DiffOptions()
     rules = load_rules(options.rules_path)
     flat_a, flat_b = flatten(good.data), flatten(bad.data)
-    keys_a = [k for k in flat_a.values if not _ignored(k, options.ignore)]
-    keys_b = [k for k in flat_b.values if not _ignored(k, options.ignore)]
+    keys_a = [k for k in flat_a.values if not (options.ignore and _ignored(k, options.ignore))]
+    keys_b = [k for k in flat_b.values if not (options.ignore and _ignored(k, options.ignore))]
     pairing = _Pairing(keys_a, keys_b, flat_a.values, flat_b.values, rules)
     warnings = pairing.pair_all(options.aliases)
     defaults = _Defaults(options.defaults, options.aliases, rules)

@@ -139,20 +139,34 @@ class Rules:
     synonyms: dict[str, int] = field(default_factory=dict)  # squashed name -> synonym set
     levels: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LEVELS))
     _cache: dict[str, int] = field(default_factory=dict, repr=False)
-    _by_leaf: bool | None = field(default=None, repr=False)
+    _leaf_rx: re.Pattern[str] | None = field(default=None, repr=False)
+    _key_rules: list[int] = field(default_factory=list, repr=False)
 
     def index_for(self, key: str) -> int:
         """Index of the first rule covering a flat key."""
-        if self._by_leaf is None:
-            self._by_leaf = not any(r.on_whole_key for r in self.rules)
+        if self._leaf_rx is None:
+            self._compile()
         leaf_snake = snake(leaf(key))
-        cache_key = leaf_snake if self._by_leaf else key  # leaf-only rules: one lookup per leaf name
+        cache_key = key if self._key_rules else leaf_snake  # leaf-only rules: one lookup per leaf name
         hit = self._cache.get(cache_key)
         if hit is None:
-            key_snake = snake(_INDEX.sub("", key))
-            hit = next((i for i, r in enumerate(self.rules) if r.matches(key_snake, leaf_snake)), -1)
+            hit = self._first_match(key, leaf_snake)
             self._cache[cache_key] = hit
         return hit
+
+    def _compile(self) -> None:
+        """One regex over every rule's leaf patterns (its first matching group names the rule)."""
+        parts = [f"(?P<r{i}>{r._leaf.pattern})" for i, r in enumerate(self.rules) if r._leaf is not None]  # type: ignore[attr-defined]
+        self._leaf_rx = re.compile("|".join(parts) or "(?!)")
+        self._key_rules = [i for i, r in enumerate(self.rules) if r.on_whole_key]
+
+    def _first_match(self, key: str, leaf_snake: str) -> int:
+        assert self._leaf_rx is not None
+        m = self._leaf_rx.fullmatch(leaf_snake)
+        hit = int(m.lastgroup[1:]) if m is not None and m.lastgroup else len(self.rules)
+        key_snake = snake(_INDEX.sub("", key))
+        hit = next((i for i in self._key_rules if i < hit and self.rules[i].matches(key_snake, leaf_snake)), hit)
+        return hit if hit < len(self.rules) else -1
 
     def rule_for(self, key: str) -> Rule:
         """The first rule covering a flat key (a neutral rule when none does)."""

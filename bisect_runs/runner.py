@@ -193,10 +193,10 @@ class _Batch:
 
     def _record(self, trial: Trial, outcome: Outcome) -> None:
         earlier = self.earlier.get(trial.id, [])
-        if earlier:
+        lost = outcome.status == CRASHED and outcome.detail.startswith("lost")
+        if earlier or lost:
             outcome.attempts = [_attempt_summary(o) for o in earlier]
-            lost = outcome.status == CRASHED and outcome.detail.startswith("lost")
-            outcome.infra = outcome.status not in (CRASHED, INTERRUPTED) or lost
+            outcome.infra = lost or outcome.status not in (CRASHED, INTERRUPTED)
             write_outcome(self.r.out_dir, outcome)
         self.r.journal.record(trial, outcome)
         self.results[trial.id] = outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -17,6 +18,7 @@ import pytest
 from trainers import FAKE_TRAINER, fake_command, yaml_writer
 
 from bisect_runs.errors import TrialError
+from bisect_runs.executors.base import ProcessEnd
 from bisect_runs.executors.local import LocalExecutor
 from bisect_runs.journal import Journal, read_journal
 from bisect_runs.metrics import MetricSpec
@@ -109,6 +111,33 @@ def test_flaky_crash_is_retried_and_marked_infra(tmp_path: Path) -> None:
     assert runner.launched == 4 and runner.runs == 2
     for trial in (flaky, broken):
         assert (trial_paths(tmp_path, trial.id).dir / "attempt-1" / "stderr.log").exists()
+
+
+class _LosingExecutor(LocalExecutor):
+    """A local executor whose first end of each trial reads as a lost job (a preempted node)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.lost: set[str] = set()
+
+    def wait(self, timeout: float | None = None) -> list[ProcessEnd]:
+        ends = super().wait(timeout)
+        for i, end in enumerate(ends):
+            if end.trial_id not in self.lost:
+                self.lost.add(end.trial_id)
+                ends[i] = dataclasses.replace(end, status="lost", detail="node went away")
+        return ends
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_lost_jobs_are_infrastructure(tmp_path: Path, retries: int) -> None:
+    with _LosingExecutor(parallel=1, devices=[]) as executor, Journal(tmp_path) as journal:
+        runner = TrialRunner(tmp_path, executor, journal, yaml_writer({}), metric=MetricSpec("loss"), retries=retries)
+        [outcome] = runner.run([_trial({})])
+    if retries:
+        assert (outcome.status, outcome.infra, outcome.attempts[0]["detail"]) == (OK, True, "lost: node went away")
+    else:
+        assert (outcome.status, outcome.infra, outcome.detail) == (CRASHED, True, "lost: node went away")
 
 
 def test_journaled_trials_are_reused_and_duplicates_run_once(tmp_path: Path) -> None:

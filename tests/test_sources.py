@@ -116,7 +116,7 @@ def test_python_config_of_assignments_is_parsed_not_run() -> None:
     assert cfg.data["lr_decay_iters"] == 5000  # `= max_iters`: an earlier name
     assert cfg.data["tokens_per_iter"] == 64 * 256  # arithmetic on earlier names
     assert cfg.data["betas"] == [0.9, 0.99]
-    assert cfg.provenance["skipped_statements"] == ["line 3: import"]
+    assert cfg.provenance["skipped_statements"] == ["line 4: import"]
 
 
 def test_argparse_namespace_dump() -> None:

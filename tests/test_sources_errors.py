@@ -39,7 +39,7 @@ BAD = Path(__file__).parent / "fixtures" / "sources" / "bad"
         ),
         (
             "calls.py",
-            "line 3: a function call is not a plain assignment; only `name = value` statements are read (the file is never executed)",
+            "line 4: a function call is not a plain assignment; only `name = value` statements are read (the file is never executed)",
         ),
     ],
 )

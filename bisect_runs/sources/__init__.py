@@ -107,8 +107,8 @@ def _directory_parts(path: Path) -> dict[str, LoadedConfig]:
     """Each config file's contents under its stem; sub-directories of configs nest the same way."""
     parts: dict[str, LoadedConfig] = {}
     for entry in sorted(path.iterdir()):
-        if entry.name.startswith((".", "_")) and entry.name != "_":
-            continue
+        if entry.name.startswith("."):
+            continue  # .git, .hydra, editor files
         part: LoadedConfig | None = None
         if entry.is_dir():
             sub = _directory_parts(entry)

@@ -89,19 +89,6 @@ def load_checkpoint(raw: bytes | Path) -> tuple[dict[str, Any], str]:
 def _torch_load_problem(exc: Exception) -> str:
     """One line for a failed `torch.load(weights_only=True)`: the refused global when there is one."""
     message = str(exc)
-    match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
-    if match:
-        return (
-            f"checkpoint refers to {match.group(1)}; refused (loaded with weights_only=True, "
-            "only tensors, plain values and argparse.Namespace are read)"
-        )
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    return f"unreadable checkpoint ({type(exc).__name__}: {lines[0] if lines else 'no details'})"
-
-
-def _torch_load_problem(exc: Exception) -> str:
-    """One line for a failed `torch.load(weights_only=True)`: the refused global when there is one."""
-    message = str(exc)
     match = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", message, re.IGNORECASE)
     if match:
         return (

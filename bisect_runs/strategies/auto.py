@@ -26,6 +26,7 @@ from bisect_runs.strategies.verdicts import Finding, decide, not_reproduced
 SHARE = 0.7  # a culprit set must both reproduce and repair this share of the regression
 SYNERGY = 0.5  # an interaction worth this share of the regression makes a pair one AND set
 MAX_CANDIDATES = 4
+MAX_ALL_CANDIDATES = 6  # after adding suspects the screen missed
 MAX_SCREEN_BLOCKS = 4
 MAX_CONFIRM_LAYERS = 8
 DECISION_LEVEL = 0.9  # interval level used to decide whether to keep confirming
@@ -139,6 +140,26 @@ def confirm(ev: Evidence, log: list[dict[str, Any]], screen: Screen, cal: Calibr
         for best in finding.minimal[:1]:
             if best not in family:
                 family.append(best)
+        extra = missing_candidates(finding) if full_layers >= min_layers else []
+        if extra:
+            cands = cands + extra
+            family = [frozenset({i}) for i in cands] + [frozenset(cands)]
+            pending.clear()
+
+
+def missing_candidates(f: Finding) -> list[int]:
+    """When the candidates together clearly fail to explain the regression, the next suspect (if any)."""
+    if f.minimal or len(f.candidates) >= MAX_ALL_CANDIDATES:
+        return []
+    whole = frozenset(f.candidates)
+    r, q = f.shares.get(whole) or f.model_shares(whole)
+    if min(r.high, q.high) >= SHARE:
+        return []
+    effect, se, _ = f.model.main_effects()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(se > 0, effect / se, 0.0)
+    rest = [int(i) for i in np.argsort(-t) if int(i) not in f.candidates and t[i] > 1.5]
+    return rest[:1]
 
 
 def confirm_points(family: list[frozenset[int]], n: int) -> list[Point]:

@@ -1,8 +1,9 @@
 """Everything observed so far, in "loss" orientation (higher = worse), failures counted as the worst.
 
 A failed run (diverged, crashed, timed out) is never dropped: it counts as the failure
-value, `ctx.failure_value` when given, else the worst finished value seen so far plus
-three noise standard deviations. Infrastructure failures are kept aside, not judged.
+value, `ctx.failure_value` when given, else the worst finished value seen so far plus the
+largest of: three noise standard deviations, the spread of finished values, twice
+`min_effect` (so that a failure always reads as clearly worse than any finished run). Infrastructure failures are kept aside, not judged.
 """
 
 from __future__ import annotations
@@ -74,9 +75,9 @@ class Evidence:
         if not ok:
             return 1.0
         sd = self.noise_sd()
-        if not math.isfinite(sd) or sd == 0.0:
-            sd = (max(ok) - min(ok)) or abs(max(ok)) or 1.0
-        return max(ok) + FAILURE_MARGIN_SD * sd
+        sd = sd if math.isfinite(sd) else 0.0
+        margin = max(FAILURE_MARGIN_SD * sd, max(ok) - min(ok), 2 * self.ctx.min_effect)
+        return max(ok) + (margin or abs(max(ok)) or 1.0)
 
     def is_failed(self, o: Observation) -> bool:
         return o.status in FAILED or o.value is None or not math.isfinite(o.value)

@@ -29,6 +29,11 @@ class Finding:
     notes: dict[str, Any] = field(default_factory=dict)
     complete: bool = True
 
+    def model_shares(self, t: frozenset[int], level: float = 0.9) -> tuple[Fraction, Fraction]:
+        """(reproduce, repair) shares of T from the model."""
+        a, b = a_point(), b_point(self.model.n)
+        return self.model.fraction(a, t, a, b, level), self.model.fraction(b - t, b, a, b, level)
+
     def synergy(self, i: int, j: int) -> Fraction:
         return self.model.synergy(i, j, 0.9)
 

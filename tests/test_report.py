@@ -1,0 +1,223 @@
+"""The search report: golden Markdown, valid figures, tables that render, partial and JSON reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from markdown_it import MarkdownIt
+
+from bisect_runs.cli import cli
+from bisect_runs.report import build_report, write_report
+from bisect_runs.report.content import Unit, explained, metric_unit
+from bisect_runs.report.environment import collect_environment, git_state
+
+FIXTURE = Path(__file__).parent / "fixtures" / "report" / "search"
+GOLDEN = Path(__file__).parent / "golden" / "report_search.md"
+ENV = {
+    "date": "2024-06-10T09:00:00+00:00",
+    "host": "gpu-node-3",
+    "platform": "Linux-6.1-x86_64",
+    "python": "3.11.7",
+    "torch": "2.3.1",
+    "bisect_runs": "0.1.0",
+    "gpus": ["NVIDIA A100-SXM4-80GB, 81920 MiB, 535.104.05"],
+    "git": {"root": "/lab/speech", "commit": "0123456789abcdef0123456789abcdef01234567", "subject": "Run 11 config",
+            "branch": "main", "dirty": True, "changed_files": ["train.py"], "untracked_files": 0},  # fmt: skip
+}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def search_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the fixture search as OUT_DIR `bisect-out`, with the current directory beside it."""
+    out = tmp_path / "bisect-out"
+    shutil.copytree(FIXTURE, out)
+    monkeypatch.chdir(tmp_path)
+    return out
+
+
+def render(text: str) -> str:
+    return MarkdownIt("commonmark").enable("table").render(text)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk, after checking the signature."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_report_matches_golden(search_dir: Path) -> None:
+    path = write_report("bisect-out", environment=ENV)
+    text = path.read_text(encoding="utf-8")
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(text, encoding="utf-8")
+    expected = GOLDEN.read_text(encoding="utf-8")
+    assert text == expected, (
+        "report.md differs from tests/golden/report_search.md; if the change is intended, "
+        "regenerate it with: UPDATE_GOLDEN=1 pytest tests/test_report.py"
+    )
+
+
+def test_report_states_the_verdict_with_numbers(search_dir: Path) -> None:
+    text = write_report("bisect-out", environment=ENV, figures=False).read_text(encoding="utf-8")
+    verdict = text.split("## Verdict", 1)[1].split("##", 1)[0]
+    assert "B is worse than A by 7.8 points" in verdict
+    assert "Reverting `lrStart/lrEnd` (0.0008 -> 0.02) alone recovers 91 % (CI 81–102 %) of the 7.8-point val_per gap." in verdict
+    assert "`use_layer_norm`" in verdict  # the masking change is named
+    assert "Partial report" not in text
+
+
+def test_figure_links_resolve_to_wiki_width_pngs(search_dir: Path) -> None:
+    text = write_report("bisect-out", environment=ENV).read_text(encoding="utf-8")
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert sorted(links) == ["figures/decisions.png", "figures/effects.png", "figures/learning_curves.png"]
+    for link in links:
+        width, height = png_size(search_dir / link)
+        assert width == 800 and 300 <= height <= 1400, (link, width, height)
+
+
+def test_tables_render_with_every_row(search_dir: Path) -> None:
+    text = write_report("bisect-out", environment=ENV, figures=False).read_text(encoding="utf-8")
+    html = render(text)
+    tables = html.split("<table>")[1:]
+    assert len(tables) == 2
+    summary = json.loads((search_dir / "summary.json").read_text())
+    differences_rows = tables[0].split("</table>")[0].count("<tr>")
+    trial_rows = tables[1].split("</table>")[0].count("<tr>")
+    assert differences_rows == 1 + len(summary["factors"])
+    labels = {json.loads(line)["trial"]["label"] for line in (search_dir / "journal.jsonl").read_text().splitlines()}
+    assert trial_rows == 1 + len(labels)
+    assert tables[0].count("<td") == 10 * len(summary["factors"])  # no row lost or split by a stray pipe
+
+
+def test_prior_is_judged_against_the_measurement(search_dir: Path) -> None:
+    content = build_report("bisect-out", environment=ENV, figures=False)
+    by_key = {"/".join(r["keys"]): r for r in content["differences"]}
+    assert by_key["lrStart/lrEnd"]["measured"] == "culprit" and by_key["lrStart/lrEnd"]["prior"] == "right"
+    assert by_key["optimizer"]["measured"] == "no effect" and by_key["optimizer"]["prior"] == "overrated"
+    assert by_key["use_layer_norm"]["measured"] == "helpful"
+    assert by_key["whiteNoiseSD"]["measured"] == "harmful"
+
+
+def test_trials_count_outcomes_and_costs(search_dir: Path) -> None:
+    content = build_report("bisect-out", environment=ENV, figures=False)
+    rows = {r["variant"]: r for r in content["trials"]}
+    assert rows["A"]["ok"] == 5 and rows["B"]["ok"] == 4
+    assert sum(r["crashed"] for r in rows.values()) == 1
+    assert sum(r["diverged"] for r in rows.values()) == 1
+    assert content["costs"]["trials"] == 24
+    walls = [json.loads(line)["outcome"]["wall_s"] for line in (search_dir / "journal.jsonl").read_text().splitlines()]
+    assert content["costs"]["gpu_hours"] == pytest.approx(sum(walls) / 3600, abs=1e-4)  # one GPU per trial
+
+
+def test_json_format_is_strict_json_with_the_same_content(search_dir: Path) -> None:
+    path = write_report("bisect-out", fmt="json", environment=ENV)
+    assert path.name == "report.json"
+    data = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert data["status"] == "complete"
+    assert data["culprits"][0]["keys"] == ["lrStart", "lrEnd"]
+    assert data["regression"]["effect"] == pytest.approx(0.078)
+    assert [f["file"] for f in data["figures"]] == ["figures/effects.png", "figures/learning_curves.png", "figures/decisions.png"]
+    md = write_report("bisect-out", environment=ENV, figures=False).read_text(encoding="utf-8")
+    assert data["verdict"]["paragraph"] in md
+
+
+def test_partial_report_from_the_journal_alone(search_dir: Path) -> None:
+    (search_dir / "summary.json").unlink()
+    lines = (search_dir / "journal.jsonl").read_text().splitlines()
+    (search_dir / "journal.jsonl").write_text("\n".join(lines[:10]) + "\n" + lines[10][:40])  # torn last line
+    text = write_report("bisect-out", environment=ENV).read_text(encoding="utf-8")
+    assert text.splitlines()[2].startswith("> **Partial report.** The search has not finished (no summary.json)")
+    assert "10 trials" in text
+    content = build_report("bisect-out", environment=ENV, figures=False)
+    assert content["status"] == "partial" and content["regression"]["from"] == "journal"
+    assert content["regression"]["effect"] > 0  # B worse than A, measured from A and B trials so far
+    assert render(text).count("<table>") == 1  # trials only: no differences without a summary
+
+
+def test_incomplete_summary_is_marked_partial(search_dir: Path) -> None:
+    summary = json.loads((search_dir / "summary.json").read_text())
+    summary["complete"] = False
+    (search_dir / "summary.json").write_text(json.dumps(summary))
+    text = write_report("bisect-out", environment=ENV, figures=False).read_text(encoding="utf-8")
+    assert "> **Partial report.** The search stopped early" in text
+
+
+def test_not_reproduced_says_so_with_the_interval(search_dir: Path) -> None:
+    summary = json.loads((search_dir / "summary.json").read_text())
+    summary.update(reproduced=False, culprits=[], verdict="The regression did not reproduce at 200 steps.")
+    summary["regression"].update(effect=0.002, ci_low=-0.004, ci_high=0.008, p_value=0.4)
+    (search_dir / "summary.json").write_text(json.dumps(summary))
+    paragraph = build_report("bisect-out", environment=ENV, figures=False)["verdict"]["paragraph"]
+    assert "the regression did not reproduce" in paragraph
+    assert "B − A = +0.2 points" in paragraph and "95 % CI -0.4 to 0.8 points" in paragraph
+    assert "Reverting" not in paragraph
+
+
+def test_report_without_matplotlib_says_so_in_one_line(search_dir: Path) -> None:
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from bisect_runs.report import write_report\n"
+        f"write_report('bisect-out', environment={ENV!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=search_dir.parent)
+    text = (search_dir / "report.md").read_text(encoding="utf-8")
+    assert "Figures skipped: matplotlib is not installed (`pip install 'bisect-runs[report]'`)." in text
+    assert "![" not in text and not (search_dir / "figures").exists()
+
+
+def test_cli_report_writes_and_errors(search_dir: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["report", "bisect-out", "--no-figures"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "Wrote bisect-out/report.md\n"
+    assert (search_dir / "environment.json").exists()  # collected once, reused on regeneration
+    result = runner.invoke(cli, ["report", "nowhere"])
+    assert result.exit_code == 2
+    assert result.output == "Error: nowhere: no such search output directory\n"
+    (search_dir.parent / "empty").mkdir()
+    result = runner.invoke(cli, ["report", "empty"])
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: empty: neither summary.json nor journal.jsonl found: is this a search's --out directory?\n"
+    )
+
+
+def test_environment_reads_git_state(tmp_path: Path) -> None:
+    import git
+
+    repo = git.Repo.init(tmp_path)
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    repo.index.add(["train.py"])
+    repo.index.commit("first")
+    assert git_state(tmp_path)["dirty"] is False
+    (tmp_path / "train.py").write_text("print('changed')\n")
+    state = git_state(tmp_path / ".")
+    assert state["dirty"] is True and state["changed_files"] == ["train.py"]
+    assert state["commit"] == repo.head.commit.hexsha
+    env = collect_environment(tmp_path)
+    assert env["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert git_state(tmp_path.parent / "no-repo-here") is None
+
+
+def test_rates_read_as_points_and_explained_interval() -> None:
+    assert metric_unit("val_per", [0.2, 0.28]) == Unit(100.0, " %", " points")
+    assert metric_unit("val_loss", [0.2, 0.28]) == Unit()
+    assert metric_unit("wer", [20.5, 28.3]) == Unit(1.0, " %", " points")
+    frac, lo, hi = explained({"effect": 0.071, "ci_low": 0.0665, "ci_high": 0.0755}, {"effect": 0.078, "ci_low": 0.0705, "ci_high": 0.0855})
+    assert frac == pytest.approx(0.071 / 0.078)
+    assert lo is not None and hi is not None and lo < frac < hi
+    assert explained({"effect": 1.0, "explained_fraction": 0.5, "explained_ci_low": 0.4, "explained_ci_high": 0.6}, {}) == (0.5, 0.4, 0.6)

@@ -1,0 +1,142 @@
+"""End-to-end `bisect-runs search` through the CLI with a real subprocess trainer."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from bisect_runs.cli import cli
+from bisect_runs.journal import read_journal
+from tests.trainers import FAKE_TRAINER
+
+GOOD = {"lr": 0.02, "dropout": 0.4, "batch_size": 64, "optimizer": "adam", "use_ln": False, "warmup": 100}
+BAD = {"lr": 0.0008, "dropout": 0.5, "batch_size": 128, "optimizer": "adamw", "use_ln": True, "warmup": 500}
+COMMAND = f"{sys.executable} {FAKE_TRAINER} --config {{config}} --run-dir {{run_dir}} --steps {{steps}} --seed {{seed}}"
+
+
+def project(tmp_path: Path, fake: dict[str, Any], **settings: Any) -> Path:
+    """Write good/bad configs sharing the fake trainer's behaviour, and a bisect.yaml."""
+    for name, values in (("good", GOOD), ("bad", BAD)):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({"fake": {"metric": "loss", **fake}, **values}))
+    (tmp_path / "bisect.yaml").write_text(
+        yaml.safe_dump(
+            {"good": "good.yaml", "bad": "bad.yaml", "command": COMMAND, "metric": "loss", "mode": "min",
+             "steps": 10, "parallel": 2, "out": "out", **settings}  # fmt: skip
+        )
+    )
+    return tmp_path
+
+
+def run_search(root: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    result = CliRunner().invoke(cli, ["search", "--project", str(root / "bisect.yaml"), *args])
+    summary_path = root / "out" / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return result.exit_code, summary, result.output
+
+
+def test_single_culprit(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0 + (lr < 0.01)", "noise": 0.15})
+    code, summary, output = run_search(root)
+    assert code == 0, output
+    assert summary["reproduced"] is True
+    assert summary["culprits"] == [["lr"]]
+    lr = next(e for e in summary["effects"] if e["keys"] == ["lr"])
+    assert lr["ci_low"] <= 1.0 <= lr["ci_high"] or lr["ci_low"] > 0.6
+    for field in ("good", "bad", "metric", "mode", "steps", "differences", "runs", "verdict"):
+        assert field in summary
+    assert summary["runs"] == len({e["trial"]["id"] for e in read_journal(root / "out") if "trial" in e})
+
+
+def test_and_pair(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0 + ((lr < 0.01) and use_ln)", "noise": 0.1})
+    code, summary, output = run_search(root)
+    assert code == 0, output
+    assert sorted(map(sorted, summary["culprits"])) == [["lr", "use_ln"]]
+
+
+def test_diverging_variant_counts_as_worst(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0", "noise": 0.05, "diverge": "use_ln"})
+    code, summary, output = run_search(root)
+    assert code == 0, output
+    assert summary["culprits"] == [["use_ln"]]
+    statuses = {e["outcome"]["status"] for e in read_journal(root / "out") if "outcome" in e}
+    assert "diverged" in statuses
+
+
+def test_flaky_crash_of_a_bystander_is_retried_not_judged(tmp_path: Path) -> None:
+    marker = tmp_path / "crashed-once"
+    fake = {"value": "1.0 + (lr < 0.01)", "noise": 0.1, "crash": "batch_size > 100", "crash_once": str(marker)}
+    root = project(tmp_path, fake)
+    code, summary, output = run_search(root)
+    assert code == 0, output
+    assert marker.exists()
+    assert summary["culprits"] == [["lr"]]
+
+
+def test_no_regression_exits_1_with_hint(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0", "noise": 0.1})
+    code, summary, output = run_search(root)
+    assert code == 1, output
+    assert summary["reproduced"] is False
+    assert summary["culprits"] == []
+    assert "--steps" in summary["verdict"]
+
+
+def test_bad_settings_are_one_error_line(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0"}, strategy="fastest")
+    code, _, output = run_search(root)
+    assert code == 2
+    assert output.strip().splitlines()[-1].startswith("Error: ")
+    assert "strategy must be one of auto, screen, oat, ddmin" in output
+    assert "Traceback" not in output
+
+
+def test_resume_after_kill_runs_nothing_twice(tmp_path: Path) -> None:
+    counter = tmp_path / "starts.log"
+    fake = {"value": "1.0 + (lr < 0.01)", "noise": 0.15, "sleep": 0.6, "counter": str(counter)}
+    root = project(tmp_path, fake)
+    args = [sys.executable, "-m", "bisect_runs", "search", "--project", str(root / "bisect.yaml")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _finished(root) < 5:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = _finished(root)
+    assert done_before >= 5
+
+    code, summary, output = run_search(root, "--resume")
+    assert code == 0, output
+    assert summary["culprits"] == [["lr"]]
+    finished_ids = [e["trial"]["id"] for e in read_journal(root / "out") if e.get("outcome", {}).get("status") == "ok"]
+    assert len(finished_ids) == len(set(finished_ids)), "a finished trial ran twice"
+    # Every clean trainer exit is one journaled trial: none ran to the end twice.
+    ends = [line for line in counter.read_text().splitlines() if line.startswith("end")]
+    assert len(ends) == len(finished_ids)
+
+
+def _finished(root: Path) -> int:
+    journal = root / "out" / "journal.jsonl"
+    if not journal.exists():
+        return 0
+    return sum(1 for line in journal.read_text().splitlines() if '"outcome"' in line)
+
+
+@pytest.mark.parametrize("strategy", ["oat", "ddmin", "screen"])
+def test_baseline_strategies_find_a_clear_single_culprit(tmp_path: Path, strategy: str) -> None:
+    root = project(tmp_path, {"value": "1.0 + (lr < 0.01)", "noise": 0.05}, strategy=strategy)
+    code, summary, output = run_search(root)
+    assert code == 0, output
+    assert summary["culprits"] == [["lr"]]
+    assert summary["strategy"] == strategy
