@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -74,18 +75,21 @@ def _changed(rng: random.Random, value: Any) -> Any:
     return [*value, 1]
 
 
-def time_diff(a: Path, b: Path, repeat: int) -> tuple[float, int]:
-    """Best wall time of `repeat` runs of the whole CLI process, and the number of JSON rows."""
-    best, rows = float("inf"), 0
+def time_diff(a: Path, b: Path, repeat: int) -> tuple[float, float, int]:
+    """Best wall and CPU (user + system) times of `repeat` runs of the whole CLI process, and the JSON rows."""
+    best, best_cpu, rows = float("inf"), float("inf"), 0
     for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "bisect_runs", "diff", str(a), str(b), "--format", "json", "--all"],
                               capture_output=True, text=True, check=False)
         best = min(best, time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        best_cpu = min(best_cpu, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         if proc.returncode != 1:
             raise SystemExit(f"bisect-runs diff exited {proc.returncode}: {proc.stderr.strip()}")
         rows = len(json.loads(proc.stdout))
-    return best, rows
+    return best, best_cpu, rows
 
 
 def main() -> None:
@@ -99,9 +103,9 @@ def main() -> None:
         pa, pb = Path(tmp, "a.yaml"), Path(tmp, "b.yaml")
         pa.write_text(yaml.safe_dump(a, sort_keys=False), encoding="utf-8")
         pb.write_text(yaml.safe_dump(b, sort_keys=False), encoding="utf-8")
-        seconds, rows = time_diff(pa, pb, args.repeat)
+        seconds, cpu, rows = time_diff(pa, pb, args.repeat)
     print(f"bisect-runs diff: {args.keys} keys, {args.changes} differences ({rows} rows, {expected} expected): "
-          f"{seconds:.3f} s wall (best of {args.repeat})")
+          f"{seconds:.3f} s wall, {cpu:.3f} s CPU (best of {args.repeat})")
 
 
 if __name__ == "__main__":

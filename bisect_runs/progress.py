@@ -7,6 +7,7 @@ trial), "verbose" also prints every finished trial on a terminal and the reused 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import TextIO
 
@@ -32,6 +33,7 @@ class Progress:
         self._walls: list[float] = []
         self._started = time.monotonic()
         self._shown = False
+        self._lock = threading.Lock()
 
     def begin(self, total: int, reused: int, capacity: int) -> None:
         """A batch of `total` trials starts; `reused` of them were answered by the journal."""
@@ -53,6 +55,11 @@ class Progress:
         if self.level == "verbose" or (self.level == "normal" and (failed or not self.live)):
             self._line(describe(trial, outcome))
         self.refresh()
+
+    def started(self, trial: Trial, job_id: str) -> None:
+        """A trial's process or job started (printed when verbose; may come from a worker thread)."""
+        if self.level == "verbose":
+            self._line(f"trial {trial.id} {trial.label} seed={trial.seed}: started (job {job_id})")
 
     def retrying(self, trial: Trial, outcome: Outcome, attempt: int) -> None:
         """A crashed trial is launched again with the same seed."""
@@ -92,9 +99,10 @@ class Progress:
         return mean * self.pending / min(self.capacity, self.pending)
 
     def _line(self, text: str) -> None:
-        prefix = "\r" + _CLEAR if self._shown else ""
-        self.stream.write(prefix + text + "\n")
-        self.stream.flush()
+        with self._lock:
+            prefix = "\r" + _CLEAR if self._shown else ""
+            self.stream.write(prefix + text + "\n")
+            self.stream.flush()
 
 
 def describe(trial: Trial, outcome: Outcome) -> str:

@@ -76,7 +76,8 @@ class TrialRunner:
         self.runs = 0  # distinct trials of this search run so far (replayed from a resumed journal too)
         self.launched = 0  # processes started by this runner, retries included
         self._counted: set[str] = set()
-        executor.on_submitted = journal.submitted
+        self._trials: dict[str, Trial] = {}
+        executor.on_submitted = self._submitted
 
     def trial(self, label: str, changes: Mapping[str, Any], seed: int) -> Trial:
         """A trial of this runner's command and step budget."""
@@ -99,6 +100,7 @@ class TrialRunner:
             else:
                 todo[trial.id] = trial
         self._count(results)
+        self._trials.update(todo)
         if self.progress is not None:
             self.progress.begin(len(results) + len(todo), len(results), self.executor.capacity)
         try:
@@ -108,6 +110,13 @@ class TrialRunner:
             if self.progress is not None:
                 self.progress.close()
         return [results[t.id] for t in trials]
+
+    def _submitted(self, trial_id: str, job_id: str) -> None:
+        """A process or job started: journal its id (for resume) and tell the progress display."""
+        self.journal.submitted(trial_id, job_id)
+        trial = self._trials.get(trial_id)
+        if self.progress is not None and trial is not None:
+            self.progress.started(trial, job_id)
 
     def _count(self, outcomes: Mapping[str, Outcome]) -> None:
         new = set(outcomes) - self._counted

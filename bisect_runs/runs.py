@@ -113,25 +113,24 @@ def _read_tensorboard(path: Path) -> dict[str, History]:
 def _read_wandb(files: Path) -> dict[str, History]:
     """W&B history lines (internal `_` keys and media dicts skipped), plus summary-only metrics."""
     series: dict[str, History] = {}
-    last_step = 0
     history = files / WANDB_HISTORY
-    if history.exists():
-        for number, line in enumerate(history.read_text(encoding="utf-8", errors="replace").splitlines()):
-            record = _parse_json_line(line)
-            if record is None:
-                continue
-            step = _wandb_step(record, number)
-            last_step = max(last_step, step)
-            for key, value in _wandb_scalars(record):
-                series.setdefault(key, []).append((step, value))
-    summary = files / WANDB_SUMMARY
-    if summary.exists():
-        record = _parse_json_line(summary.read_text(encoding="utf-8", errors="replace").replace("\n", " "))
-        if record is not None:
-            step = _wandb_step(record, last_step) if not series else last_step
-            for key, value in _wandb_scalars(record):
-                series.setdefault(key, [(step, value)])
+    records = [r for r in map(_parse_json_line, _lines(history)) if r is not None]
+    step_key = next((k for k in WANDB_STEP_KEYS if any(k in r for r in records)), "_step")
+    step = 0
+    for number, record in enumerate(records):
+        step = _wandb_step(record, step_key, step if number else 0)  # a line without it: the last step seen
+        for key, value in _wandb_scalars(record):
+            series.setdefault(key, []).append((step, value))
+    summary = _parse_json_line(" ".join(_lines(files / WANDB_SUMMARY)))
+    if summary is not None:
+        at = step if records else _wandb_step(summary, "_step", 0)
+        for key, value in _wandb_scalars(summary):
+            series.setdefault(key, [(at, value)])
     return series
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8", errors="replace").splitlines() if path.exists() else []
 
 
 def _parse_json_line(line: str) -> dict[str, Any] | None:
@@ -143,11 +142,10 @@ def _parse_json_line(line: str) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def _wandb_step(record: dict[str, Any], fallback: int) -> int:
-    for key in WANDB_STEP_KEYS:
-        value = record.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return int(value)
+def _wandb_step(record: dict[str, Any], key: str, fallback: int) -> int:
+    value = record.get(key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return int(value)
     return fallback
 
 

@@ -82,9 +82,10 @@ def search(settings: Settings | None = None, /, **flags: Any) -> SearchResult:
 class Search:
     """One search over one OUT_DIR: builds trials from points and drives the strategy."""
 
-    def __init__(self, settings: Settings, progress: Progress | None = None) -> None:
+    def __init__(self, settings: Settings, progress: Progress | None = None, cwd: str | Path | None = None) -> None:
         self.settings = settings
         self.progress = progress
+        self.cwd = cwd  # where trainers start (a commit's worktree when code is bisected too); None: here
         _require(settings)
         self.good = load_config(_spec(settings, settings.good), settings.format_good)
         self.bad = load_config(_spec(settings, settings.bad), settings.format_bad)
@@ -153,7 +154,7 @@ class Search:
 
     def run(self) -> SearchResult:
         s = self.settings
-        executor = get_executor(s.executor, **executor_options(s))
+        executor = get_executor(s.executor, **executor_options(s), **({"cwd": str(self.cwd)} if self.cwd else {}))
         with executor, Journal(self.out_dir, resume=s.resume) as journal:
             runner = TrialRunner(
                 self.out_dir,

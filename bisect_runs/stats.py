@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
+from scipy import special
 
 ALTERNATIVES = ("two-sided", "greater", "less")
 
@@ -61,8 +61,8 @@ class Fit:
 def t_quantile(level: float, df: float) -> float:
     """Two-sided critical t value for a `level` interval (normal when df is infinite)."""
     if not math.isfinite(df) or df > 1e6:
-        return float(sps.norm.ppf(0.5 + level / 2))
-    return float(sps.t.ppf(0.5 + level / 2, max(df, 1e-9)))
+        return float(special.ndtri(0.5 + level / 2))
+    return float(special.stdtrit(max(df, 1e-9), 0.5 + level / 2))
 
 
 def t_interval(value: float, se: float, df: float, level: float = 0.95) -> tuple[float, float]:
@@ -78,12 +78,18 @@ def t_p_value(t: float, df: float, alternative: str = "two-sided") -> float:
     _check_alternative(alternative)
     if math.isnan(t):
         return 1.0
-    dist = sps.norm if not math.isfinite(df) else sps.t(max(df, 1e-9))
     if alternative == "greater":
-        return float(dist.sf(t))
+        return _cdf(-t, df)
     if alternative == "less":
-        return float(dist.cdf(t))
-    return float(min(1.0, 2 * dist.sf(abs(t))))
+        return _cdf(t, df)
+    return float(min(1.0, 2 * _cdf(-abs(t), df)))
+
+
+def _cdf(t: float, df: float) -> float:
+    """Student t (normal when df is infinite) distribution function."""
+    if not math.isfinite(df) or df > 1e6:
+        return float(special.ndtr(t))
+    return float(special.stdtr(max(df, 1e-9), t))
 
 
 def welch(a: Sequence[float], b: Sequence[float], alternative: str = "two-sided", level: float = 0.95) -> TestResult:
@@ -92,7 +98,7 @@ def welch(a: Sequence[float], b: Sequence[float], alternative: str = "two-sided"
     xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(xa) < 2 or len(xb) < 2:
         raise ValueError("welch needs at least two values in each sample")
-    va, vb = xa.var(ddof=1) / len(xa), xb.var(ddof=1) / len(xb)
+    va, vb = float(xa.var(ddof=1)) / len(xa), float(xb.var(ddof=1)) / len(xb)
     diff = float(xb.mean() - xa.mean())
     se = math.sqrt(va + vb)
     if se == 0.0:
@@ -100,7 +106,7 @@ def welch(a: Sequence[float], b: Sequence[float], alternative: str = "two-sided"
         df = float(len(xa) + len(xb) - 2)
     else:
         t = diff / se
-        df = (va + vb) ** 2 / (va**2 / (len(xa) - 1) + vb**2 / (len(xb) - 1))
+        df = float((va + vb) ** 2 / (va**2 / (len(xa) - 1) + vb**2 / (len(xb) - 1)))
     low, high = t_interval(diff, se, df, level) if se > 0 else (diff, diff)
     return TestResult(diff, se, df, t, t_p_value(t, df, alternative), low, high, len(xa), len(xb))
 

@@ -112,8 +112,8 @@ def _hidden_note(left_out: list[Difference], quote: str) -> str:
     names = [f"{quote}{d.key}{quote}" for d in left_out[:_HIDDEN_NAMED]]
     more = ", …" if len(left_out) > _HIDDEN_NAMED else ""
     noun = "difference" if len(left_out) == 1 else "differences"
-    verb = "is" if len(left_out) == 1 else "are"
-    return f"{len(left_out)} {noun} judged to have no effect {verb} not shown ({', '.join(names)}{more}); --all shows them."
+    verb, them = ("is", "it") if len(left_out) == 1 else ("are", "them")
+    return f"{len(left_out)} {noun} judged to have no effect {verb} not shown ({', '.join(names)}{more}); --all shows {them}."
 
 
 # -- Markdown ------------------------------------------------------------------------------

@@ -15,7 +15,13 @@ from click.testing import CliRunner
 from markdown_it import MarkdownIt
 
 from bisect_runs.cli import cli
-from bisect_runs.compare import compare_runs, find_divergence, metric_mode, parse_modes, parse_window
+from bisect_runs.compare import (
+    compare_runs,
+    find_divergence,
+    metric_mode,
+    parse_modes,
+    parse_window,
+)
 from bisect_runs.errors import SettingsError
 from bisect_runs.runs import detect_run, read_run
 

@@ -141,10 +141,15 @@ def gone(noted: dict[str, int]) -> bool:
 
 
 def pids(launch: Launch) -> list[dict[str, int]]:
-    path = launch.run_dir / "pids.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """Pids the trainer noted, over every run of the launch (killed runs are set aside)."""
+    trial_dir = launch.stderr_path.parent
+    runs = sorted(trial_dir.glob("requeued-*/run"), key=lambda p: int(p.parent.name.split("-")[1]))
+    noted = []
+    for run_dir in [*runs, launch.run_dir]:
+        path = run_dir / "pids.jsonl"
+        if path.exists():
+            noted += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return noted
 
 
 def active_jobs(job_ids: list[str]) -> dict[str, str]:

@@ -57,7 +57,15 @@ def test_directory_data_flattens_under_file_stems() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("1e-5", 1e-05), ("0.8e-4", 8e-05), ("-2E+3", -2000.0), (".5e-3", 5e-4), ("adamw", "adamw"), ("1e", "1e"), ("3", "3")],
+    [
+        ("1e-5", 1e-05),
+        ("0.8e-4", 8e-05),
+        ("-2E+3", -2000.0),
+        (".5e-3", 5e-4),
+        ("adamw", "adamw"),
+        ("1e", "1e"),
+        ("3", "3"),
+    ],
 )
 def test_canonical(raw: str, expected: Any) -> None:
     assert canonical(raw) == expected and type(canonical(raw)) is type(expected)
@@ -112,7 +120,17 @@ def test_strict_types_counts_type_only_changes() -> None:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(1e-5, "1e-05"), ("1e-5", "1e-05"), (True, "true"), (None, "null"), ([1, 2], "[1, 2]"), ("adamw", "adamw"), ({"a": False}, "{a: false}"), (0.0008, "0.0008"), (" x", "' x'")],
+    [
+        (1e-5, "1e-05"),
+        ("1e-5", "1e-05"),
+        (True, "true"),
+        (None, "null"),
+        ([1, 2], "[1, 2]"),
+        ("adamw", "adamw"),
+        ({"a": False}, "{a: false}"),
+        (0.0008, "0.0008"),
+        (" x", "' x'"),
+    ],
 )
 def test_value_text(value: Any, text: str) -> None:
     assert value_text(value) == text
@@ -131,7 +149,13 @@ scalars = st.one_of(
 )
 
 
-@given(st.recursive(scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3), max_leaves=12))
+@given(
+    st.recursive(
+        scalars,
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3),
+        max_leaves=12,
+    )
+)
 def test_every_value_equals_itself(value: Any) -> None:
     assert values_equal(value, value)
     assert values_equal(value, value, strict_types=True)

@@ -75,7 +75,7 @@ def test_report_states_the_verdict_with_numbers(search_dir: Path) -> None:
     text = write_report("bisect-out", environment=ENV, figures=False).read_text(encoding="utf-8")
     verdict = text.split("## Verdict", 1)[1].split("##", 1)[0]
     assert "B is worse than A by 7.8 points" in verdict
-    assert "Reverting `lrStart/lrEnd` (0.0008 -> 0.02) alone recovers 91 % (CI 81–102 %) of the 7.8-point val_per gap." in verdict
+    assert "Reverting `lrStart/lrEnd` (0.0008 -> 0.02) alone recovers 91 % (90 % CI 80–102 %) of the 7.8-point val_per gap." in verdict
     assert "`use_layer_norm`" in verdict  # the masking change is named
     assert "Partial report" not in text
 
@@ -165,6 +165,7 @@ def test_not_reproduced_says_so_with_the_interval(search_dir: Path) -> None:
     assert "the regression did not reproduce" in paragraph
     assert "B − A = +0.2 points" in paragraph and "95 % CI -0.4 to 0.8 points" in paragraph
     assert "Reverting" not in paragraph
+    assert paragraph.endswith("The regression did not reproduce at 200 steps.")
 
 
 def test_report_without_matplotlib_says_so_in_one_line(search_dir: Path) -> None:

@@ -189,6 +189,17 @@ def test_progress_on_a_terminal_is_one_live_line(tmp_path: Path) -> None:
     assert "\rtrials 0/3 done | 2 running | 1 queued" in text
 
 
+def test_verbose_progress_shows_starts_and_reused_trials(tmp_path: Path) -> None:
+    trial = _trial({})
+    _run(tmp_path, [trial])
+    out = io.StringIO()
+    _run(tmp_path, [trial, _trial({}, seed=1)], progress=Progress(out, level="verbose"))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "1 of 2 trials reused from the journal"
+    assert lines[1].startswith(f"trial {_trial({}, seed=1).id} t seed=1: started (job ")
+    assert lines[2].startswith(f"trial {_trial({}, seed=1).id} t seed=1: ok ")
+
+
 def test_quiet_progress_prints_nothing(tmp_path: Path) -> None:
     out = io.StringIO()
     _run(tmp_path, [_trial({"crash": True})], progress=Progress(out, level="quiet"), retries=0)

@@ -127,7 +127,13 @@ def test_argparse_namespace_dump() -> None:
     assert cfg.data["widths"] == [64, 128]
 
 
-@pytest.mark.parametrize("rel", ["mlflow/0/4f2a9c1e8b7d4e0f9a1b2c3d4e5f6a7b", "mlflow/0/4f2a9c1e8b7d4e0f9a1b2c3d4e5f6a7b/params"])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "mlflow/0/4f2a9c1e8b7d4e0f9a1b2c3d4e5f6a7b",
+        "mlflow/0/4f2a9c1e8b7d4e0f9a1b2c3d4e5f6a7b/params",
+    ],
+)
 def test_mlflow_params_parsed_as_scalars(rel: str) -> None:
     cfg = load_config(fixture(rel))
     assert cfg.format == "mlflow"
@@ -144,7 +150,10 @@ def test_mlflow_params_parsed_as_scalars(rel: str) -> None:
 @pytest.mark.parametrize(
     ("rel", "expected"),
     [
-        ("binary/args.pkl", {"lr": 0.02, "batch_size": 64, "optimizer": "adam", "widths": [64, 128], "seed": 0}),
+        (
+            "binary/args.pkl",
+            {"lr": 0.02, "batch_size": 64, "optimizer": "adam", "widths": [64, 128], "seed": 0},
+        ),
         ("binary/args_dict.pickle", {"lr": 0.0008, "nested": {"dropout": 0.4}, "tags": ["a", "b"]}),
         ("binary/simple_namespace.pkl", {"lr": 0.1, "steps": 100}),
     ],
@@ -155,7 +164,9 @@ def test_pickled_args_of_plain_values(rel: str, expected: dict[str, object]) -> 
     assert cfg.data == expected
 
 
-def test_pickle_naming_another_class_is_refused_and_not_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pickle_naming_another_class_is_refused_and_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError) as err:
         load_config(str(FIXTURES / "binary/evil.pkl"))
@@ -182,11 +193,16 @@ def test_torch_checkpoint_with_argparse_namespace() -> None:
 
 def test_torch_checkpoint_without_config_names_the_keys_it_has() -> None:
     pytest.importorskip("torch")
-    with pytest.raises(ConfigError, match=r"no config in checkpoint: expected one of config, args, hparams, hyper_parameters \(keys found: model, step\)$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"no config in checkpoint: expected one of config, args, hparams, hyper_parameters \(keys found: model, step\)$",
+    ):
         load_config(fixture("binary/no_config.pth"))
 
 
-def test_torch_checkpoint_with_code_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torch_checkpoint_with_code_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("torch")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=r"evil\.pt: checkpoint refers to posix\.system; refused"):
@@ -221,4 +237,18 @@ def test_format_can_be_forced() -> None:
 
 
 def test_formats_listed() -> None:
-    assert set(FORMATS) >= {"yaml", "json", "toml", "dir", "wandb", "hydra", "lightning", "hf", "python", "argparse", "mlflow", "pickle", "torch"}
+    assert set(FORMATS) >= {
+        "yaml",
+        "json",
+        "toml",
+        "dir",
+        "wandb",
+        "hydra",
+        "lightning",
+        "hf",
+        "python",
+        "argparse",
+        "mlflow",
+        "pickle",
+        "torch",
+    }

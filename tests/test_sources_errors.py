@@ -60,7 +60,9 @@ def test_unsafe_yaml_runs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_alias_bomb_refused_quickly() -> None:
     start = time.perf_counter()
-    with pytest.raises(ConfigError, match=r"alias_bomb\.yaml: YAML aliases expand to more than 1,000,000 nodes"):
+    with pytest.raises(
+        ConfigError, match=r"alias_bomb\.yaml: YAML aliases expand to more than 1,000,000 nodes"
+    ):
         load_config(str(BAD / "alias_bomb.yaml"))
     assert time.perf_counter() - start < 1.0
 
@@ -74,14 +76,18 @@ def test_missing_file() -> None:
 def test_unknown_format() -> None:
     with pytest.raises(ConfigError) as err:
         load_config("configs/baseline", fmt="ini")
-    assert str(err.value).startswith("configs/baseline: unknown format 'ini' (expected one of yaml, json, toml, dir,")
+    assert str(err.value).startswith(
+        "configs/baseline: unknown format 'ini' (expected one of yaml, json, toml, dir,"
+    )
 
 
 def test_directory_without_configs(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello\n")
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path)
-    assert str(err.value) == f"{tmp_path}: directory holds no config files (.yaml, .yml, .json, .toml)"
+    assert (
+        str(err.value) == f"{tmp_path}: directory holds no config files (.yaml, .yml, .json, .toml)"
+    )
 
 
 def test_error_inside_a_directory_names_the_file(tmp_path: Path) -> None:
@@ -89,23 +95,33 @@ def test_error_inside_a_directory_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("a: 1\na: 2\n")
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path)
-    assert str(err.value) == f"{tmp_path / 'bad.yaml'}: line 2, column 1: duplicate key 'a' (first at line 1)"
+    assert (
+        str(err.value)
+        == f"{tmp_path / 'bad.yaml'}: line 2, column 1: duplicate key 'a' (first at line 1)"
+    )
 
 
 def test_two_files_with_one_stem(tmp_path: Path) -> None:
     (tmp_path / "optim.yaml").write_text("lr: 1\n")
     (tmp_path / "optim.json").write_text('{"lr": 2}\n')
-    with pytest.raises(ConfigError, match=r"two config sources for 'optim' \(optim.json and optim.yaml\)"):
+    with pytest.raises(
+        ConfigError, match=r"two config sources for 'optim' \(optim.json and optim.yaml\)"
+    ):
         load_config(tmp_path)
 
 
 def test_nested_duplicate_and_merge_keys(tmp_path: Path) -> None:
     merged = tmp_path / "merge.yaml"
     merged.write_text("base: &b {lr: 1, wd: 2}\nrun:\n  <<: *b\n  lr: 3\n")
-    assert load_config(merged).data["run"] == {"lr": 3, "wd": 2}  # a merge key override is not a duplicate
+    assert load_config(merged).data["run"] == {
+        "lr": 3,
+        "wd": 2,
+    }  # a merge key override is not a duplicate
     nested = tmp_path / "nested.yaml"
     nested.write_text("optim:\n  lr: 1\n  wd: 0\n  lr: 2\n")
-    with pytest.raises(ConfigError, match=r"line 4, column 3: duplicate key 'lr' \(first at line 2\)$"):
+    with pytest.raises(
+        ConfigError, match=r"line 4, column 3: duplicate key 'lr' \(first at line 2\)$"
+    ):
         load_config(nested)
 
 
@@ -114,11 +130,18 @@ def test_python_config_refuses_code_in_values(tmp_path: Path) -> None:
     file.write_text("lr = 0.1\nsteps = int('5')\n")
     with pytest.raises(ConfigError) as err:
         load_config(file)
-    assert str(err.value) == f"{file}: line 2, column 9: a function call is not a literal value (config files are read, never executed)"
+    assert (
+        str(err.value)
+        == f"{file}: line 2, column 9: a function call is not a literal value (config files are read, never executed)"
+    )
 
 
 def test_forced_format_that_needs_a_directory(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"format 'mlflow' is read from a directory, but this is a file"):
+    with pytest.raises(
+        ConfigError, match=r"format 'mlflow' is read from a directory, but this is a file"
+    ):
         load_config("configs/baseline", fmt="mlflow")
-    with pytest.raises(ConfigError, match=r"format 'toml' is read from a file, but this is a directory"):
+    with pytest.raises(
+        ConfigError, match=r"format 'toml' is read from a file, but this is a directory"
+    ):
         load_config("configs/e4", fmt="toml")

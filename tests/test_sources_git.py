@@ -53,7 +53,9 @@ def test_unknown_revision_and_missing_path(repo: git.Repo) -> None:
     with pytest.raises(ConfigError) as err:
         load_config("nosuchrev:configs/train.yaml")
     assert str(err.value) == "nosuchrev:configs/train.yaml: unknown git revision 'nosuchrev'"
-    with pytest.raises(ConfigError, match=r"^HEAD:configs/nope.yaml: 'configs/nope.yaml' does not exist at HEAD \("):
+    with pytest.raises(
+        ConfigError, match=r"^HEAD:configs/nope.yaml: 'configs/nope.yaml' does not exist at HEAD \("
+    ):
         load_config("HEAD:configs/nope.yaml")
 
 
@@ -62,4 +64,7 @@ def test_not_in_a_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     with pytest.raises(ConfigError) as err:
         load_config("HEAD:train.yaml")
-    assert str(err.value) == "HEAD:train.yaml: no such file, and the current directory is not in a git repository"
+    assert (
+        str(err.value)
+        == "HEAD:train.yaml: no such file, and the current directory is not in a git repository"
+    )

@@ -32,7 +32,9 @@ def same(a: Any, b: Any) -> bool:
 
 def test_apply_changes_sets_inserts_and_removes() -> None:
     data = {"a": {"b": 1}, "l": [1, 2], "c": 3}
-    new = apply_changes(data, {("a", "b"): 2, ("x", "y", "z"): 1, ("c",): ABSENT, ("l", 2): 3, ("gone",): ABSENT})
+    new = apply_changes(
+        data, {("a", "b"): 2, ("x", "y", "z"): 1, ("c",): ABSENT, ("l", 2): 3, ("gone",): ABSENT}
+    )
     assert new == {"a": {"b": 2}, "l": [1, 2, 3], "x": {"y": {"z": 1}}}
     assert data == {"a": {"b": 1}, "l": [1, 2], "c": 3}  # the base is not touched
 
@@ -97,7 +99,11 @@ def test_yaml_keeps_comments_order_and_untouched_lines(tmp_path: Path) -> None:
 
 def test_extensionless_yaml_stays_extensionless(tmp_path: Path) -> None:
     base = load_config("configs/run11")
-    out = write_variant(base, {("lrStart",): 0.02, ("lrEnd",): 0.02, ("weight_decay",): ABSENT, ("l2_decay",): 1e-5}, tmp_path)
+    out = write_variant(
+        base,
+        {("lrStart",): 0.02, ("lrEnd",): 0.02, ("weight_decay",): ABSENT, ("l2_decay",): 1e-5},
+        tmp_path,
+    )
     assert out == tmp_path / "run11"
     text = out.read_text()
     assert "# augmentation: SpecAugment instead of noise\n" in text
@@ -108,20 +114,37 @@ def test_extensionless_yaml_stays_extensionless(tmp_path: Path) -> None:
 
 def test_shell_metacharacters_are_a_literal(tmp_path: Path) -> None:
     evil = "; rm -rf ~ && echo 'x' \"y\" $(id) # not a comment"
-    for spec in ("configs/baseline", FIXTURES / "json/train.json", FIXTURES / "toml/train.toml", FIXTURES / "python/train_shakespeare_char.py"):
+    for spec in (
+        "configs/baseline",
+        FIXTURES / "json/train.json",
+        FIXTURES / "toml/train.toml",
+        FIXTURES / "python/train_shakespeare_char.py",
+    ):
         base = load_config(spec)
         first = next(iter(base.data))
-        out = write_variant(base, {(first,): evil, ("added_cmd",): evil}, tmp_path / Path(str(spec)).name)
+        out = write_variant(
+            base, {(first,): evil, ("added_cmd",): evil}, tmp_path / Path(str(spec)).name
+        )
         data = load_config(out).data
         assert data[first] == evil and data["added_cmd"] == evil
 
 
 def test_yaml_multiline_and_special_strings(tmp_path: Path) -> None:
     base = load_config(FIXTURES / "yaml/train.yaml")
-    values = {("notes",): "a\nb: c\n", ("optim", "name"): "yes", ("seed",): "007", ("use_amp",): None}
+    values = {
+        ("notes",): "a\nb: c\n",
+        ("optim", "name"): "yes",
+        ("seed",): "007",
+        ("use_amp",): None,
+    }
     out = write_variant(base, values, tmp_path)
     data = load_config(out).data
-    assert (data["notes"], data["optim"]["name"], data["seed"], data["use_amp"]) == ("a\nb: c\n", "yes", "007", None)
+    assert (data["notes"], data["optim"]["name"], data["seed"], data["use_amp"]) == (
+        "a\nb: c\n",
+        "yes",
+        "007",
+        None,
+    )
 
 
 def test_yaml_that_cannot_be_spliced_is_dumped_whole(tmp_path: Path) -> None:
@@ -142,7 +165,9 @@ def test_json_keeps_indentation_and_nan(tmp_path: Path) -> None:
 
 def test_toml_stays_toml(tmp_path: Path) -> None:
     base = load_config(FIXTURES / "toml/train.toml")
-    out = write_variant(base, {("optim", "lr"): 0.1, ("model", "blocks", 1, "hidden"): 2048}, tmp_path)
+    out = write_variant(
+        base, {("optim", "lr"): 0.1, ("model", "blocks", 1, "hidden"): 2048}, tmp_path
+    )
     again = load_config(out)
     assert again.format == "toml"
     assert again.data["optim"]["lr"] == 0.1 and again.data["model"]["blocks"][1]["hidden"] == 2048
@@ -150,13 +175,19 @@ def test_toml_stays_toml(tmp_path: Path) -> None:
 
 def test_toml_cannot_hold_null(tmp_path: Path) -> None:
     base = load_config(FIXTURES / "toml/train.toml")
-    with pytest.raises(ConfigError, match=r"TOML has no null value; cannot write optim\.lr = null$"):
+    with pytest.raises(
+        ConfigError, match=r"TOML has no null value; cannot write optim\.lr = null$"
+    ):
         write_variant(base, {("optim", "lr"): None}, tmp_path)
 
 
 def test_directory_stays_a_directory_of_the_same_files(tmp_path: Path) -> None:
     base = load_config(FIXTURES / "dir/run_cfg")
-    out = write_variant(base, {("optim", "lr"): 0.0008, ("model", "n_layers"): ABSENT, ("data", "batch_size"): 32}, tmp_path)
+    out = write_variant(
+        base,
+        {("optim", "lr"): 0.0008, ("model", "n_layers"): ABSENT, ("data", "batch_size"): 32},
+        tmp_path,
+    )
     assert out == tmp_path / "run_cfg"
     assert sorted(p.name for p in out.iterdir()) == ["data.toml", "model.json", "optim.yaml"]
     assert (out / "optim.yaml").read_text() == "# optimizer\nlr: 0.0008\nweight_decay: 1e-5\n"
@@ -169,11 +200,15 @@ def test_directory_stays_a_directory_of_the_same_files(tmp_path: Path) -> None:
 
 def test_python_config_keeps_comments_and_replaces_values(tmp_path: Path) -> None:
     base = load_config(FIXTURES / "python/train_shakespeare_char.py")
-    out = write_variant(base, {("learning_rate",): 6e-4, ("dropout",): ABSENT, ("compile",): False}, tmp_path)
+    out = write_variant(
+        base, {("learning_rate",): 6e-4, ("dropout",): ABSENT, ("compile",): False}, tmp_path
+    )
     text = out.read_text()
     assert out.name == "train_shakespeare_char.py"
     assert "learning_rate = 0.0006 # with baby networks can afford to go a bit higher\n" in text
-    assert "dropout" not in text and text.endswith("warmup_iters = 100 # not super necessary potentially\ncompile = False\n")
+    assert "dropout" not in text and text.endswith(
+        "warmup_iters = 100 # not super necessary potentially\ncompile = False\n"
+    )
     assert "import math\n" in text
     assert load_config(out).data["learning_rate"] == 6e-4
 
@@ -201,7 +236,11 @@ def test_hydra_dir_written_as_hydra_dir(tmp_path: Path) -> None:
     base = load_config(FIXTURES / "hydra/2024-01-05/10-15-00")
     out = write_variant(base, {("optim", "lr"): 0.01}, tmp_path)
     assert out == tmp_path / "10-15-00"
-    assert sorted(p.name for p in (out / ".hydra").iterdir()) == ["config.yaml", "hydra.yaml", "overrides.yaml"]
+    assert sorted(p.name for p in (out / ".hydra").iterdir()) == [
+        "config.yaml",
+        "hydra.yaml",
+        "overrides.yaml",
+    ]
     again = load_config(out)
     assert again.format == "hydra" and again.data["optim"]["lr"] == 0.01
 
@@ -214,7 +253,13 @@ def test_lightning_hparams_tuple_becomes_list(tmp_path: Path) -> None:
     assert load_config(out).data["image_size"] == [128, 128]
 
 
-@pytest.mark.parametrize("rel", ["mlflow/0/4f2a9c1e8b7d4e0f9a1b2c3d4e5f6a7b", "mlflow/0/4f2a9c1e8b7d4e0f9a1b2c3d4e5f6a7b/params"])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "mlflow/0/4f2a9c1e8b7d4e0f9a1b2c3d4e5f6a7b",
+        "mlflow/0/4f2a9c1e8b7d4e0f9a1b2c3d4e5f6a7b/params",
+    ],
+)
 def test_mlflow_params_files(rel: str, tmp_path: Path) -> None:
     base = load_config(FIXTURES / rel)
     out = write_variant(base, {("learning_rate",): 0.01, ("scheduler",): ABSENT}, tmp_path)
@@ -223,8 +268,17 @@ def test_mlflow_params_files(rel: str, tmp_path: Path) -> None:
     assert again.data["learning_rate"] == 0.01 and "scheduler" not in again.data
 
 
-@pytest.mark.parametrize(("rel", "name"), [("binary/args.pkl", "args.yaml"), ("argparse/args.txt", "args.yaml"), ("binary/lightning.ckpt", "lightning.yaml")])
-def test_pickles_checkpoints_and_namespaces_are_written_as_yaml(rel: str, name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("rel", "name"),
+    [
+        ("binary/args.pkl", "args.yaml"),
+        ("argparse/args.txt", "args.yaml"),
+        ("binary/lightning.ckpt", "lightning.yaml"),
+    ],
+)
+def test_pickles_checkpoints_and_namespaces_are_written_as_yaml(
+    rel: str, name: str, tmp_path: Path
+) -> None:
     if rel.endswith(".ckpt"):
         pytest.importorskip("torch")
     base = load_config(FIXTURES / rel)
@@ -235,20 +289,30 @@ def test_pickles_checkpoints_and_namespaces_are_written_as_yaml(rel: str, name: 
     assert again.format == "yaml" and again.data == {**base.data, first: "changed"}
 
 
-def test_git_source_is_written_from_its_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_git_source_is_written_from_its_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import git
 
     repo = git.Repo.init(tmp_path / "repo")
     shutil.copy("configs/run11", tmp_path / "repo" / "run11")
     repo.index.add(["run11"])
-    repo.index.commit("run 11", author=git.Actor("T", "t@example.com"), committer=git.Actor("T", "t@example.com"))
+    repo.index.commit(
+        "run 11", author=git.Actor("T", "t@example.com"), committer=git.Actor("T", "t@example.com")
+    )
     monkeypatch.chdir(tmp_path / "repo")
     base = load_config("HEAD:run11")
     out = write_variant(base, {("num_workers",): 8}, tmp_path / "out")
     assert out == tmp_path / "out" / "run11"
-    assert out.read_text() == (tmp_path / "repo" / "run11").read_text().replace("num_workers: 4", "num_workers: 8")
+    assert out.read_text() == (tmp_path / "repo" / "run11").read_text().replace(
+        "num_workers: 4", "num_workers: 8"
+    )
 
 
 def test_writes_leave_no_temporary_files(tmp_path: Path) -> None:
     write_variant(load_config("configs/e5"), {("train", "lr"): 1.0}, tmp_path)
-    assert sorted(p.name for p in (tmp_path / "e5").iterdir()) == ["eval.yaml", "model.yaml", "train.yaml"]
+    assert sorted(p.name for p in (tmp_path / "e5").iterdir()) == [
+        "eval.yaml",
+        "model.yaml",
+        "train.yaml",
+    ]

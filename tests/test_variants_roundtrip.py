@@ -18,13 +18,19 @@ from bisect_runs.sources import LoadedConfig, load_config
 from bisect_runs.sources.toml_write import emit_toml
 from bisect_runs.variants import ABSENT, apply_changes, write_variant
 
-SETTINGS = settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
-keys = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=6)
+keys = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=6
+)
 plain_keys = st.text("abcdefghijklmnopqrstuvwxyz_0123456789", min_size=1, max_size=6)
 strings = st.one_of(
     st.text(max_size=10),
-    st.sampled_from(["; rm -rf ~", "yes", "null", "1e-5", "- x", "a: b", "#c", "'q'", '"d"', "", " ", "x\ny"]),
+    st.sampled_from(
+        ["; rm -rf ~", "yes", "null", "1e-5", "- x", "a: b", "#c", "'q'", '"d"', "", " ", "x\ny"]
+    ),
 )
 
 
@@ -34,11 +40,15 @@ def scalars(*, nulls: bool = True, nan: bool = True) -> st.SearchStrategy[Any]:
     return st.one_of(st.none(), *options) if nulls else st.one_of(*options)
 
 
-def configs(leaf: st.SearchStrategy[Any], key: st.SearchStrategy[str] = keys) -> st.SearchStrategy[dict[str, Any]]:
+def configs(
+    leaf: st.SearchStrategy[Any], key: st.SearchStrategy[str] = keys
+) -> st.SearchStrategy[dict[str, Any]]:
     """Nested configs of scalars, lists and mappings."""
     value = st.recursive(
         leaf,
-        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(key, inner, min_size=1, max_size=3),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(key, inner, min_size=1, max_size=3)
+        ),
         max_leaves=10,
     )
     return st.dictionaries(key, value, min_size=1, max_size=6)
@@ -58,11 +68,18 @@ def same(a: Any, b: Any, ordered: bool = True) -> bool:
     return bool(a == b)
 
 
-def draw_changes(data: st.DataObject, base: dict[str, Any], leaf: st.SearchStrategy[Any], key: st.SearchStrategy[str]) -> dict[tuple[str | int, ...], Any]:
+def draw_changes(
+    data: st.DataObject,
+    base: dict[str, Any],
+    leaf: st.SearchStrategy[Any],
+    key: st.SearchStrategy[str],
+) -> dict[tuple[str | int, ...], Any]:
     """Random changes of existing keys, removals, and additions (with new intermediate mappings)."""
     paths = list(flatten(base).paths.values())
     changes: dict[tuple[str | int, ...], Any] = {}
-    for path in data.draw(st.lists(st.sampled_from(paths), max_size=4, unique=True)) if paths else []:
+    for path in (
+        data.draw(st.lists(st.sampled_from(paths), max_size=4, unique=True)) if paths else []
+    ):
         if path:
             changes[path] = data.draw(st.one_of(leaf, st.just(ABSENT), configs(leaf, key)))
     for new_path in data.draw(st.lists(st.lists(key, min_size=1, max_size=3), max_size=3)):
@@ -72,7 +89,10 @@ def draw_changes(data: st.DataObject, base: dict[str, Any], leaf: st.SearchStrat
 
 def round_trip(base: LoadedConfig, changes: dict[tuple[str | int, ...], Any]) -> None:
     """The two properties: empty changes reproduce the base; changes read back exactly."""
-    ordered = base.format in ("yaml", "json")  # TOML writes a table's own keys before its sub-tables
+    ordered = base.format in (
+        "yaml",
+        "json",
+    )  # TOML writes a table's own keys before its sub-tables
     with tempfile.TemporaryDirectory() as tmp:
         same_out = load_config(write_variant(base, {}, Path(tmp) / "same"))
         assert same(same_out.data, base.data, ordered)
@@ -89,7 +109,9 @@ def round_trip(base: LoadedConfig, changes: dict[tuple[str | int, ...], Any]) ->
 
 def yaml_text(data: dict[str, Any], flow: bool) -> str:
     """A YAML file as people write it: a comment, then the data."""
-    body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None if flow else False)
+    body = yaml.safe_dump(
+        data, sort_keys=False, allow_unicode=True, default_flow_style=None if flow else False
+    )
     return "# generated\n" + body
 
 
@@ -130,14 +152,19 @@ def test_fallback_toml_emitter_reads_back(config: dict[str, Any]) -> None:
 
 
 @SETTINGS
-@given(st.dictionaries(plain_keys, configs(scalars(nulls=False), plain_keys), min_size=1, max_size=3), st.data())
+@given(
+    st.dictionaries(plain_keys, configs(scalars(nulls=False), plain_keys), min_size=1, max_size=3),
+    st.data(),
+)
 def test_directory_round_trip(files: dict[str, dict[str, Any]], data: st.DataObject) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "cfg"
         root.mkdir()
         for index, (stem, config) in enumerate(files.items()):
             kind = ("yaml", "json", "toml")[index % 3]
-            text = {"yaml": lambda c: yaml_text(c, False), "json": json.dumps, "toml": emit_toml}[kind](config)
+            text = {"yaml": lambda c: yaml_text(c, False), "json": json.dumps, "toml": emit_toml}[
+                kind
+            ](config)
             (root / f"{stem}.{kind}").write_text(text)
         base = load_config(root)
     changes = draw_changes(data, base.data, scalars(nulls=False), plain_keys)

@@ -145,8 +145,9 @@ class GaussianSmoother(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, F) -> (B, T, F), same length."""
-        y = nn.functional.conv1d(x.transpose(1, 2), self.kernel, padding="same", groups=self.channels)
-        return y.transpose(1, 2)
+        taps = self.kernel.shape[-1]
+        padded = nn.functional.pad(x.transpose(1, 2), ((taps - 1) // 2, taps // 2))
+        return nn.functional.conv1d(padded, self.kernel, groups=self.channels).transpose(1, 2)
 
 
 class SpeechDecoder(nn.Module):
@@ -395,7 +396,7 @@ class TrainLoop:
         norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), limit))
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return float(loss), norm
+        return float(loss.detach()), norm
 
     def log_eval(self, log: MetricsLog, step: int, val: SpeechSplit, losses: list[float], norms: list[float], train_s: float) -> None:
         start = time.perf_counter()

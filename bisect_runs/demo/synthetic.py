@@ -29,11 +29,11 @@ class SpeechSpec:
     max_phonemes: int  # longest phoneme sequence
     train_per_day: int
     val_per_day: int
-    min_duration: int = 6  # bins per phoneme
-    max_duration: int = 10
+    min_duration: int = 8  # bins per phoneme
+    max_duration: int = 16
     lead: int = 4  # silent bins before the first phoneme
     trail: int = 8  # and after the last, so the last decoded window still sees it
-    signal: float = 2.0  # template amplitude per channel
+    signal: float = 3.0  # template amplitude per channel
     noise_sd: float = 1.0  # per-bin channel noise
     day_offset_sd: float = 1.0
     day_mixing: float = 0.5  # off-identity strength of each day's channel mixing

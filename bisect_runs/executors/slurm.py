@@ -245,6 +245,8 @@ def kill_noted_group(launch: Launch) -> int:
 def _set_aside(launch: Launch) -> None:
     """Move a killed run's files to `requeued-N/` beside them, so the rerun starts empty."""
     trial_dir = launch.stderr_path.parent
+    if not any(p.exists() for p in (launch.run_dir, launch.stdout_path, launch.stderr_path)):
+        return
     n = 1
     while (trial_dir / f"requeued-{n}").exists():
         n += 1
@@ -452,15 +454,10 @@ class SlurmExecutor(Executor):
             self._finish(job, "timeout", f"Slurm time limit reached (job {job.job_id})")
         elif state == "OUT_OF_MEMORY":
             self._finish(job, "exited", f"Slurm: out of memory (job {job.job_id})", -signal.SIGKILL)
-        elif (
-            state == "CANCELLED" and job.reattached
-        ):  # stopped with the earlier search: run it again
-            del self._jobs[job.job_id]
-            (new,) = self._submit_group([job.launch], attempt=job.attempt)
-            new.history = [
-                *job.history,
-                f"job {job.job_id} was cancelled with an earlier search, resubmitted",
-            ]
+        elif state == "CANCELLED" and job.reattached:
+            # Stopped with the earlier search (Ctrl-C), not lost: run it again.
+            why = f"job {job.job_id} was cancelled with an earlier search, resubmitted"
+            self._resubmit(job, job.attempt, why)
         elif state == "CANCELLED":
             self._finish(job, "lost", f"job {job.job_id} was cancelled outside the search")
         else:
@@ -471,9 +468,14 @@ class SlurmExecutor(Executor):
         if job.attempt > self.requeue:
             self._finish(job, "lost", why)
             return
+        self._resubmit(job, job.attempt + 1, why + ", resubmitted")
+
+    def _resubmit(self, job: _Job, attempt: int, why: str) -> None:
+        """Run a job's launch again in a fresh job, the killed run's files set aside."""
         del self._jobs[job.job_id]
-        (new,) = self._submit_group([job.launch], attempt=job.attempt + 1)
-        new.history = [*job.history, why + ", resubmitted"]
+        _set_aside(job.launch)
+        (new,) = self._submit_group([job.launch], attempt=attempt)
+        new.history = [*job.history, why]
 
     def _finish(self, job: _Job, status: str, why: str, returncode: int | None = None) -> None:
         """End a job that left no end file (Slurm ended it, or it vanished)."""

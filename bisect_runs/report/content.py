@@ -301,6 +301,10 @@ def culprit_rows(s: dict[str, Any], unit: Unit) -> list[dict[str, Any]]:
         keys = [str(k) for k in keys]
         effect = next((e for e in s.get("effects") or [] if sorted(e.get("keys") or []) == sorted(keys)), None)
         frac, lo, hi = explained(effect, regression)
+        level = 95
+        share = _repair_share(s, keys)
+        if share is not None:  # the search's own repair share and interval (90 %)
+            frac, lo, hi, level = share["share"], share.get("low"), share.get("high"), 90
         rows.append({
             "keys": keys,
             "changes": [{"key": k, "a": diffs.get(k, {}).get("a"), "b": diffs.get(k, {}).get("b"),
@@ -309,9 +313,26 @@ def culprit_rows(s: dict[str, Any], unit: Unit) -> list[dict[str, Any]]:
             "ci_low": None if effect is None else _f(effect.get("ci_low")),
             "ci_high": None if effect is None else _f(effect.get("ci_high")),
             "effect_text": _effect_text(effect, unit),
-            "explained_fraction": frac, "explained_ci_low": lo, "explained_ci_high": hi,
+            "explained_fraction": frac, "explained_ci_low": _finite_or_none(lo),
+            "explained_ci_high": _finite_or_none(hi), "explained_ci_level": level,
         })  # fmt: skip
     return rows
+
+
+def _repair_share(s: dict[str, Any], keys: list[str]) -> dict[str, Any] | None:
+    """details.shares["{f, g}"]["repair"] for the factor set covering exactly these keys."""
+    shares = (s.get("details") or {}).get("shares")
+    if not isinstance(shares, dict):
+        return None
+    names = [str(f.get("name")) for f in s.get("factors") or [] if set(f.get("keys") or []) & set(keys)]
+    covered = {k for f in s.get("factors") or [] if str(f.get("name")) in names for k in f.get("keys") or []}
+    entry = shares.get("{" + ", ".join(names) + "}") if covered == set(keys) else None
+    repair = entry.get("repair") if isinstance(entry, dict) else None
+    return repair if isinstance(repair, dict) and _f(repair.get("share")) is not None else None
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
 
 
 def explained(effect: dict[str, Any] | None, regression: dict[str, Any] | None) -> tuple[float | None, float | None, float | None]:
@@ -360,12 +381,13 @@ def verdict_paragraph(s: dict[str, Any], regression: dict[str, Any] | None, fact
     """The verdict with numbers: the gap measured, the culprit(s) and how much they explain."""
     metric = str(s.get("metric") or "the metric")
     parts = []
-    if s.get("verdict"):
-        parts.append(f"**{str(s['verdict']).strip()}**")
     if regression and regression.get("effect") is not None:
         parts.append(_gap_sentence(s, regression, metric, unit))
-    for row in culprit_rows(s, unit):
+    culprits = culprit_rows(s, unit)
+    for row in culprits:
         parts.append(_culprit_sentence(row, regression, metric, unit))
+    if not culprits and s.get("verdict"):  # diffuse, not reproduced, a commit: the search's own words
+        parts.append(str(s["verdict"]).strip())
     masking = [f for f in factors if f["measured"] == "helpful"]
     if masking:
         names = ", ".join(f"`{'/'.join(f['keys'])}` ({unit.diff(f['effect'])}, CI {unit.interval(f['ci_low'], f['ci_high'])})" for f in masking)
@@ -406,8 +428,8 @@ def _culprit_sentence(row: dict[str, Any], regression: dict[str, Any] | None, me
     if frac is None:
         return f"Culprit: reverting {what}{alone} repairs the regression."
     ci = ""
-    if row["explained_ci_low"] is not None:
-        ci = f" (CI {row['explained_ci_low'] * 100:.0f}–{row['explained_ci_high'] * 100:.0f} %)"
+    if row["explained_ci_low"] is not None and row["explained_ci_high"] is not None:
+        ci = f" ({row['explained_ci_level']} % CI {row['explained_ci_low'] * 100:.0f}–{row['explained_ci_high'] * 100:.0f} %)"
     gap = ""
     if regression and regression.get("effect") is not None:
         gap = f" of the {unit.diff(regression['effect'], signed=False).replace(' points', '-point')} {metric} gap"

@@ -39,11 +39,16 @@ def _verdict(c: dict[str, Any]) -> list[str]:
         lines += [f"A (good): `{good}` · B (regressed): `{bad}` · metric: `{c['metric']}` ({_direction(c['mode'])})", ""]
     lines += [c["verdict"]["paragraph"] or "No verdict yet: too few trials have finished.", ""]
     details = c.get("details") or {}
-    for key in ("classification", "masking", "divergence_rates"):
-        if details.get(key):
-            lines.append(f"- {key.replace('_', ' ').capitalize()}: {_detail_text(details[key])}")
-    if any(details.get(k) for k in ("classification", "masking", "divergence_rates")):
-        lines.append("")
+    bullets = []
+    if details.get("classification"):
+        bullets.append(f"- Classification: {details['classification']}")
+    rates = details.get("divergence_rates")
+    if isinstance(rates, dict) and any(_positive(v) for v in rates.values()):
+        shown = ", ".join(f"{_cell(k)}: {float(v) * 100:.0f} %" for k, v in rates.items() if _positive(v))
+        bullets.append(f"- Failed (diverged, crashed or timed out) share of trials: {shown}")
+    if details.get("hint"):
+        bullets.append(f"- Hint: {details['hint']}")
+    return lines + (bullets + [""] if bullets else [])
     return lines
 
 
@@ -206,11 +211,5 @@ def _pad(text: str) -> str:
     return f" {text}" if text else ""
 
 
-def _detail_text(value: Any) -> str:
-    if isinstance(value, dict):
-        return "; ".join(f"{k}: {_detail_text(v)}" for k, v in value.items())
-    if isinstance(value, list):
-        return ", ".join(_detail_text(v) for v in value)
-    if isinstance(value, float):
-        return num(value)
-    return str(value)
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0

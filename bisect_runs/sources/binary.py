@@ -75,13 +75,13 @@ def load_checkpoint(raw: bytes | Path) -> tuple[dict[str, Any], str]:
         ) from exc
     source: Any = io.BytesIO(raw) if isinstance(raw, bytes) else str(raw)
     try:
-        allowed = [argparse.Namespace, types.SimpleNamespace]
+        allowed: list[Any] = [argparse.Namespace, types.SimpleNamespace]
         with torch.serialization.safe_globals(allowed), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # protocol notes from torch are not the user's concern
             ckpt = torch.load(source, map_location="cpu", weights_only=True)
     except (
         Exception
-    ) as exc:  # torch raises UnpicklingError, RuntimeError, ... for refused or bad files
+    ) as exc:  # torch raises UnpicklingError, RuntimeError, ... on refused or bad files
         raise SourceProblem(_torch_load_problem(exc)) from exc
     return _checkpoint_config(ckpt)
 

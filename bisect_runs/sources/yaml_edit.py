@@ -95,7 +95,9 @@ def flow_text(value: Any) -> str:
     """One-line YAML for a value, safe to put wherever a node stood ('; rm -rf ~' comes out quoted)."""
     if isinstance(value, str) and ("\n" in value or "\r" in value):
         return json.dumps(value, ensure_ascii=False)
-    out = yaml.safe_dump(value, default_flow_style=True, width=_WIDTH, allow_unicode=True, sort_keys=False)
+    out = yaml.safe_dump(
+        value, default_flow_style=True, width=_WIDTH, allow_unicode=True, sort_keys=False
+    )
     out = out.removesuffix("\n").removesuffix("\n...").removesuffix("...").rstrip("\n")
     return out if "\n" not in out else _quoted_flow(value)
 
@@ -103,7 +105,9 @@ def flow_text(value: Any) -> str:
 def _quoted_flow(value: Any) -> str:
     """Flow YAML with every string double-quoted (JSON escapes), for values holding multi-line text."""
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{_quoted_flow(k)}: {_quoted_flow(v)}" for k, v in value.items()) + "}"
+        return (
+            "{" + ", ".join(f"{_quoted_flow(k)}: {_quoted_flow(v)}" for k, v in value.items()) + "}"
+        )
     if isinstance(value, list):
         return "[" + ", ".join(_quoted_flow(v) for v in value) + "]"
     if isinstance(value, str):

@@ -26,6 +26,7 @@ from bisect_runs.strategies.verdicts import Finding, decide, not_reproduced
 SHARE = 0.7  # a culprit set must both reproduce and repair this share of the regression
 SYNERGY = 0.5  # an interaction worth this share of the regression makes a pair one AND set
 MAX_CANDIDATES = 4
+SUSPECT_T = 2.5  # not significant after Holm, but worth confirming alongside the significant ones
 MAX_ALL_CANDIDATES = 6  # after adding suspects the screen missed
 MAX_SCREEN_BLOCKS = 4
 MAX_CONFIRM_LAYERS = 8
@@ -94,14 +95,12 @@ def judge_screen(ev: Evidence, final: bool, complete: bool = True) -> Screen | N
     harmful = sorted((i for i in significant if effect[i] > 0), key=lambda i: -effect[i])
     explained = sum(effect[i] for i in significant) / delta if delta > 0 else 0.0
     notes = {"screen_explained": explained, "screen_significant": significant}
-    if harmful and explained >= SHARE:
-        return Screen(harmful[:MAX_CANDIDATES], complete, notes)
-    if not final:
+    if not (harmful and explained >= SHARE) and not final:
         return None
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(se > 0, effect / se, 0.0)
-    likely = [i for i in np.argsort(-t) if t[i] > 2.0 and i not in harmful]
-    return Screen((harmful + [int(i) for i in likely])[:MAX_CANDIDATES], complete, notes)
+    likely = [int(i) for i in np.argsort(-t) if t[i] > SUSPECT_T and int(i) not in harmful]
+    return Screen((harmful + likely)[:MAX_CANDIDATES], complete, notes)
 
 
 # -- confirmation --------------------------------------------------------------------------
@@ -140,25 +139,30 @@ def confirm(ev: Evidence, log: list[dict[str, Any]], screen: Screen, cal: Calibr
         for best in finding.minimal[:1]:
             if best not in family:
                 family.append(best)
-        extra = missing_candidates(finding) if full_layers >= min_layers else []
-        if extra:
+        if full_layers >= min_layers and not finding.minimal and short_of_regression(finding):
+            extra = missing_candidates(finding)
+            if not extra:
+                return finding
             cands = cands + extra
             family = [frozenset({i}) for i in cands] + [frozenset(cands)]
             pending.clear()
 
 
-def missing_candidates(f: Finding) -> list[int]:
-    """When the candidates together clearly fail to explain the regression, the next suspect (if any)."""
-    if f.minimal or len(f.candidates) >= MAX_ALL_CANDIDATES:
-        return []
+def short_of_regression(f: Finding) -> bool:
+    """Whether all candidates together clearly fail to reproduce or repair the regression."""
     whole = frozenset(f.candidates)
     r, q = f.shares.get(whole) or f.model_shares(whole)
-    if min(r.high, q.high) >= SHARE:
+    return min(r.high, q.high) < SHARE
+
+
+def missing_candidates(f: Finding) -> list[int]:
+    """The next suspect the screen missed (largest remaining main effect), if any is worth a look."""
+    if len(f.candidates) >= MAX_ALL_CANDIDATES:
         return []
     effect, se, _ = f.model.main_effects()
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(se > 0, effect / se, 0.0)
-    rest = [int(i) for i in np.argsort(-t) if int(i) not in f.candidates and t[i] > 1.5]
+    rest = [int(i) for i in np.argsort(-t) if int(i) not in f.candidates and t[i] > 1.0]
     return rest[:1]
 
 
