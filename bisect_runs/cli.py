@@ -117,6 +117,10 @@ def _pair_option(flag: str, value: str) -> tuple[str, str]:
 @click.option("--max-hours", type=float, help="Budget: most wall-clock hours.")
 @click.option("--failure-value", type=float, help="Metric value a diverged or crashed trial counts as.")
 @click.option("--include-all", is_flag=True, default=None, help="Also search differences ranked 'none'.")
+@click.option("--good-rev", help="Bisect code: the last good commit of the trainer's repository.")
+@click.option("--bad-rev", help="Bisect code: the first commit known bad.")
+@click.option("--repo", type=click.Path(file_okay=False), help="The trainer's git repository (default: here).")
+@click.option("--config", help="Bisect code: the config every commit runs (default: GOOD's).")
 @click.option("--project", type=click.Path(dir_okay=False), help="Project file (default ./bisect.yaml).")
 @click.option("-q", "--quiet", is_flag=True, help="Only the verdict.")
 @click.option("-v", "--verbose", is_flag=True, help="Every trial as it starts and ends.")
@@ -134,7 +138,12 @@ def search_command(good_bad: tuple[str, ...], project: str | None, quiet: bool, 
     settings = make_settings(load_project(project), flags)
     progress = Progress(level="quiet" if quiet else "verbose" if verbose else "normal")
     with _interrupts_as_exit():
-        result = Search(settings, progress=progress).run()
+        if settings.good_rev or settings.bad_rev:
+            from bisect_runs.code_search import run_code_search
+
+            result = run_code_search(settings, progress=progress)
+        else:
+            result = Search(settings, progress=progress).run()
     click.echo(result.verdict)
     if not quiet:
         out = settings.path(settings.out)
@@ -208,6 +217,58 @@ def report_command(out_dir: str, fmt: str, no_figures: bool) -> None:
 
     path = write_report(out_dir, fmt=fmt, figures=not no_figures)
     click.echo(f"Wrote {path}")
+
+
+JUDGE_ABORT = 128  # `git bisect run` stops on exit codes above 127; 1-127 (but 125) would mean "bad"
+
+
+class _JudgeCommand(click.Command):
+    """Usage errors abort `git bisect run` (exit 128) instead of marking the commit bad (exit 2)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            exc.exit_code = JUDGE_ABORT
+            raise
+
+
+@cli.command("judge", cls=_JudgeCommand)
+@click.option("--good-value", type=float, multiple=True, help="A good run's metric (repeatable: one per seed).")
+@click.option("--bad-value", type=float, multiple=True, help="A bad run's metric (repeatable: one per seed).")
+@click.option("--good-rev", help="Measure this commit as the good reference (cached in --out).")
+@click.option("--bad-rev", help="Measure this commit as the bad reference (cached in --out).")
+@click.option("--repo", type=click.Path(file_okay=False), help="The checkout to judge (default: here).")
+@click.option("--config", help="The config every commit runs.")
+@click.option("--command", help="Trainer command template ({config} {run_dir} {steps} {seed}).")
+@click.option("--metric", help="Metric to compare, e.g. val_loss.")
+@click.option("--mode", type=click.Choice(["min", "max"]), help="Whether lower (min) or higher (max) is better.")
+@click.option("--steps", type=int, help="Step budget of every trial.")
+@click.option("--seeds", type=int, help="Seeds per batch (at most four times as many in all).")
+@click.option("--parallel", help="Trials at once: a number or 'auto'.")
+@click.option("--timeout", type=float, help="Seconds before a trial is killed.")
+@click.option("--min-effect", type=float, help="Smallest regression worth calling bad, in metric units.")
+@click.option("--failure-value", type=float, help="Metric value a diverged trial counts as.")
+@click.option("--out", help="Output directory; measurements of the references are cached there.")
+@click.option("--project", type=click.Path(dir_okay=False), help="Project file (default ./bisect.yaml).")
+@click.option("-q", "--quiet", is_flag=True, help="Only the verdict line.")
+def judge_command(good_value: tuple[float, ...], bad_value: tuple[float, ...], project: str | None, quiet: bool, **flags: Any) -> None:
+    """For `git bisect run`: is the checked-out commit good (exit 0), bad (1) or untestable (125)?"""
+    from bisect_runs.code_search import judge_checkout
+    from bisect_runs.progress import Progress
+    from bisect_runs.project import load_project, make_settings, parse_parallel
+
+    try:
+        flags["parallel"] = parse_parallel(flags["parallel"])
+        settings = make_settings(load_project(project), flags)
+        progress = Progress(level="quiet" if quiet else "normal")
+        with _interrupts_as_exit():
+            result = judge_checkout(settings, list(good_value), list(bad_value), progress=progress)
+    except BisectError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(JUDGE_ABORT)
+    click.echo(result.verdict if quiet else f"{result.sha[:10]} {result.verdict}")
+    sys.exit(result.exit_code)
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ from bisect_runs.revisions import (
     Worktrees,
     commit_info,
     first_parent_range,
+    head_sha,
     open_repo,
     resolve,
 )
@@ -516,7 +517,7 @@ class CodeSearch:
         self.good_sha = resolve(self.repo, str(settings.good_rev))
         self.shas = first_parent_range(self.repo, self.good_sha, str(settings.bad_rev))
         self.subjects = subjects(self.repo, self.shas)
-        self.config = load_config(_spec(settings, settings.config)) if settings.config else None
+        self.config = load_config(_spec(settings, settings.config), config_format(settings)) if settings.config else None
         self.out_dir = settings.path(settings.out) or Path(settings.out)
         self.trial_rounds: list[dict[str, Any]] = []
 
@@ -535,14 +536,6 @@ class CodeSearch:
             max_runs=s.max_runs,
             failure_value=s.failure_value,
             seed_base=s.seed_base,
-        )
-
-    def options(self) -> BisectOptions:
-        seeds = self.settings.seeds or 0
-        return BisectOptions(
-            seeds=max(2, seeds),
-            calibration_seeds=max(3, seeds),
-            max_seeds=max(8, 4 * max(2, seeds)),
         )
 
     def run(self) -> SearchResult:
@@ -577,7 +570,7 @@ class CodeSearch:
                 ctx.out_of_time = s.max_hours is not None and time.monotonic() - started > s.max_hours * 3600
                 return observe(requests, outcomes)
 
-            decision, _, _ = drive(bisect_commits(ctx, self.options()), evaluate, ctx)
+            decision, _, _ = drive(bisect_commits(ctx, bisect_options(s)), evaluate, ctx)
             result = self.result(decision, runner.runs, complete=not _exhausted_ctx(ctx))
         write_summary(self.out_dir, result)
         return result
@@ -638,6 +631,17 @@ class CodeSearch:
         return {i for i in picked if 0 <= i < len(self.shas)}
 
 
+def bisect_options(s: Settings) -> BisectOptions:
+    """Seeds per commit from --seeds: that many to start (at least 2), four times as many at most."""
+    seeds = max(2, s.seeds or 0)
+    return BisectOptions(seeds=seeds, calibration_seeds=max(3, seeds), max_seeds=max(8, 4 * seeds))
+
+
+def config_format(s: Settings) -> str | None:
+    """--format-good/--format-bad apply when the config used at every commit is that side's."""
+    return s.format_good if s.config == s.good else s.format_bad if s.config == s.bad else None
+
+
 def subjects(repo: Any, shas: list[str]) -> list[str]:
     """Subject lines of many commits in one git call."""
     if not shas:
@@ -684,3 +688,202 @@ def _require(s: Settings, names: tuple[str, ...]) -> None:
     if missing:
         flags = ", ".join("--" + m.replace("_", "-") for m in missing)
         raise SettingsError(f"bisecting commits needs {flags} (as flags or in bisect.yaml)")
+
+
+# -- configs and code together ------------------------------------------------------------
+
+CONFIG_PART, CODE_PART = "config-at-bad", "code"
+
+
+def run_code_search(settings: Settings, progress: Progress | None = None) -> SearchResult:
+    """`search --good-rev --bad-rev`: bisect the code; with two configs and no --config, both parts.
+
+    Combined mode first searches the config differences at the bad commit (do they explain
+    the regression?), then bisects the code with the good config, and reports both parts.
+    """
+    _require(settings, ("good_rev", "bad_rev"))
+    if settings.config or not (settings.good and settings.bad):
+        config = settings.config or settings.good or settings.bad
+        return CodeSearch(dataclasses.replace(settings, config=config), progress).run()
+    return CombinedSearch(settings, progress).run()
+
+
+class CombinedSearch:
+    """Good config at good rev vs bad config at bad rev: a config search at bad rev, then the code."""
+
+    def __init__(self, settings: Settings, progress: Progress | None = None) -> None:
+        self.settings = settings
+        self.progress = progress
+        self.out_dir = settings.path(settings.out) or Path(settings.out)
+        self.repo = open_repo(settings.path(settings.repo) if settings.repo else Path.cwd())
+
+    def run(self) -> SearchResult:
+        s = self.settings
+        config_part = self.config_part()
+        code_settings = dataclasses.replace(
+            s, out=str(self.out_dir / CODE_PART), config=s.good
+        )
+        code_part = CodeSearch(code_settings, self.progress).run()
+        result = combine(s, config_part, code_part)
+        write_summary(self.out_dir, result)
+        return result
+
+    def config_part(self) -> SearchResult | None:
+        """The config search with the trainer at the bad commit (None when the configs do not differ)."""
+        from bisect_runs.search import Search
+
+        s = self.settings
+        bad_sha = resolve(self.repo, str(s.bad_rev))
+        part = dataclasses.replace(s, out=str(self.out_dir / CONFIG_PART), good_rev=None, bad_rev=None)
+        with Worktrees(self.repo, self.out_dir / WORKTREE_DIR) as worktrees:
+            search = Search(part, progress=self.progress, cwd=worktrees.checkout(bad_sha))
+            return search.run() if search.factors else None
+
+
+def combine(s: Settings, config: SearchResult | None, code: SearchResult) -> SearchResult:
+    """One summary for both parts: config culprits first, then the first bad commit."""
+    parts = [p for p in (config, code) if p is not None]
+    config_verdict = config.verdict if config else "The configs do not differ in any searchable key."
+    return SearchResult(
+        good=f"{s.good} at {s.good_rev}",
+        bad=f"{s.bad} at {s.bad_rev}",
+        metric=code.metric,
+        mode=code.mode,
+        steps=code.steps,
+        strategy=f"{config.strategy}+commits" if config else "commits",
+        reproduced=any(p.reproduced for p in parts),
+        differences=config.differences if config else [],
+        factors=[f for p in parts for f in p.factors],
+        culprits=[c for p in parts for c in p.culprits],
+        effects=[e for p in parts for e in p.effects],
+        runs=sum(p.runs for p in parts),
+        rounds=sum(p.rounds for p in parts),
+        verdict=f"Configs at the bad commit: {config_verdict} Code with the good config: {code.verdict}",
+        regression=None,
+        details={
+            "code": code.details.get("code"),
+            "parts": {
+                "config": None if config is None else _part_json(config, CONFIG_PART),
+                "code": _part_json(code, CODE_PART),
+            },
+        },
+        complete=all(p.complete for p in parts),
+    )
+
+
+def _part_json(part: SearchResult, folder: str) -> dict[str, Any]:
+    keep = ("reproduced", "culprits", "effects", "regression", "verdict", "runs", "rounds", "strategy")
+    return {"out": folder, **{k: getattr(part, k) for k in keep}}
+
+
+# -- judge: one step of `git bisect run` ---------------------------------------------------
+
+JUDGE_GOOD, JUDGE_BAD, JUDGE_SKIP = 0, 1, 125  # git bisect run's exit codes
+
+
+@dataclass
+class JudgeResult:
+    """How the checked-out commit compares with the good and bad references."""
+
+    exit_code: int  # 0 good, 1 bad, 125 skip (untestable or undecided)
+    status: str  # good | bad | skip | undecided
+    sha: str
+    verdict: str
+    values: list[float]  # the metric at this commit, one per finished seed
+    runs: int
+
+
+def judge_checkout(
+    settings: Settings,
+    good_values: list[float] | None = None,
+    bad_values: list[float] | None = None,
+    progress: Progress | None = None,
+) -> JudgeResult:
+    """Run the trial at the repository's current checkout over seeds; good, bad or skip.
+
+    References are recorded values (`good_values`, each one run's metric) or revisions
+    measured in worktrees once and cached in OUT_DIR's journal, so later calls (and a
+    code search with the same settings in the same OUT_DIR) reuse them.
+    """
+    _require(settings, ("command", "metric", "steps"))
+    good_values, bad_values = list(good_values or []), list(bad_values or [])
+    for side, values, rev in (("good", good_values, settings.good_rev), ("bad", bad_values, settings.bad_rev)):
+        if not values and not rev:
+            raise SettingsError(f"judge needs the {side} reference: --{side}-value X (repeatable) or --{side}-rev REV")
+    judge = Judge(settings, progress)
+    return judge.run(good_values, bad_values)
+
+
+class Judge:
+    """Positions 0 (good), 1 (the checkout) and 2 (bad) of a two-commit bisection."""
+
+    def __init__(self, settings: Settings, progress: Progress | None = None) -> None:
+        self.settings = settings
+        self.progress = progress
+        self.repo = open_repo(settings.path(settings.repo) if settings.repo else Path.cwd())
+        self.head = head_sha(self.repo.working_tree_dir)
+        self.good = resolve(self.repo, settings.good_rev) if settings.good_rev else ""
+        self.bad = resolve(self.repo, settings.bad_rev) if settings.bad_rev else ""
+        self.config = load_config(_spec(settings, settings.config), config_format(settings)) if settings.config else None
+        self.out_dir = settings.path(settings.out) or Path(settings.out)
+
+    def run(self, good_values: list[float], bad_values: list[float]) -> JudgeResult:
+        s = self.settings
+        executor = get_executor(s.executor, **executor_options(s))
+        worktrees = Worktrees(self.repo, self.out_dir / WORKTREE_DIR)
+        with executor, Journal(self.out_dir, resume=True) as journal, worktrees:
+            trials = CommitTrials(s, [self.good, self.head, self.bad], worktrees, self.config,
+                                  in_place={self.head: Path(str(self.repo.working_tree_dir))})
+            runner = CommitRunner(
+                self.out_dir, executor, journal, trials.write_config, steps=s.steps, metric=metric_spec(s),
+                timeout_s=s.timeout, retries=s.retries, progress=self.progress, steps_key=s.steps_key,
+                seed_key=s.seed_key, commit_trials=trials,
+            )  # fmt: skip
+            ctx = SearchContext(n_factors=2, factor_names=["checkout", "bad"], mode=s.mode, min_effect=s.min_effect,
+                                parallel=executor.capacity, failure_value=s.failure_value, seed_base=s.seed_base)
+            state = CommitBisection(ctx, bisect_options(s))
+
+            def measure(requests: list[Request]) -> None:
+                state.record(observe(requests, runner.run([trials.trial_for(r) for r in requests])))
+
+            self.references(state, measure, good_values, bad_values)
+            return self.decide(state, measure, runner)
+
+    def references(self, state: CommitBisection, measure: Any, good_values: list[float], bad_values: list[float]) -> None:
+        """Recorded values as runs of the references, or the reference revisions measured (cached)."""
+        requests: list[Request] = []
+        for position, values in ((0, good_values), (2, bad_values)):
+            if values:
+                state.at(position).values.extend(state.badness(v) for v in values)
+            else:
+                requests += state.requests(position, state.options.calibration_seeds)
+        if requests:
+            measure(requests)
+        for position, name in ((0, "good"), (2, "bad")):
+            if state.at(position).unrunnable():
+                rev = self.settings.good_rev if position == 0 else self.settings.bad_rev
+                raise SettingsError(f"the {name} reference {rev} does not run: every trial crashed (see {self.out_dir}/trials)")
+
+    def decide(self, state: CommitBisection, measure: Any, runner: TrialRunner) -> JudgeResult:
+        """More seeds at the checkout until it is clearly like good or like bad, or max seeds."""
+        here = state.at(1)
+        while True:
+            count = state.options.seeds if here.runs == 0 else min(state.options.seeds, state.options.max_seeds - here.runs)
+            measure(state.requests(1, count))
+            verdict = state.judge(1)
+            if verdict.status != UNDECIDED or here.runs >= state.options.max_seeds:
+                return self.result(state, verdict, runner.runs)
+
+    def result(self, state: CommitBisection, verdict: Verdict, runs: int) -> JudgeResult:
+        here = state.at(1)
+        values = [state.badness(v) for v in here.values]
+        code = {GOOD: JUDGE_GOOD, BAD: JUDGE_BAD}.get(verdict.status, JUDGE_SKIP)
+        mean = f"{_mean(values):.4g}" if values else "no value"
+        refs = f"good {state.badness(_mean(state.sample(0))):.4g}, bad {state.badness(_mean(state.sample(2))):.4g}"
+        text = {
+            GOOD: f"good: {self.settings.metric} {mean} over {len(values)} seeds is like good ({refs}; p = {verdict.p_better:.3g})",
+            BAD: f"bad: {self.settings.metric} {mean} over {len(values)} seeds is worse than good ({refs}; p = {verdict.p_worse:.3g})",
+            SKIP: f"skip: the trainer does not run at {self.head[:10]} ({len(here.failed)} of {here.runs} trials failed)",
+            UNDECIDED: f"skip: undecided after {here.runs} seeds ({self.settings.metric} {mean}; {refs})",
+        }[verdict.status]
+        return JudgeResult(code, verdict.status, self.head, text, values, runs)

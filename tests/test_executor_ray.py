@@ -15,11 +15,17 @@ import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from click.testing import CliRunner
 
+from bisect_runs.cli import cli
 from bisect_runs.errors import SettingsError
 from bisect_runs.executors.base import Executor, Launch, ProcessEnd
+from bisect_runs.journal import read_journal
+from tests.trainers import FAKE_TRAINER
 
 pytestmark = pytest.mark.ray
 
@@ -205,8 +211,8 @@ def test_dead_worker_is_retried_once_then_lost(
     assert end.detail
     retry_run = json.loads((launch.run_dir / "pids.jsonl").read_text())
     assert pids(launch) == [*_set_aside_runs(launch), retry_run]  # the retry started empty
-    for noted in pids(launch):  # trainers outlive their killed workers; both were stopped
-        wait_until(partial(gone, noted))
+    for run in pids(launch):  # trainers outlive their killed workers; both were stopped
+        wait_until(partial(gone, run))
 
 
 def _set_aside_runs(launch: Launch) -> list[dict[str, int]]:
@@ -223,3 +229,57 @@ def test_invalid_options_are_listed_together(ray_instance: None) -> None:
         str(err.value)
         == "ray: num_cpus_per_trial must be >= 0, got -1; max_parallel must be >= 1, got 0"
     )
+
+
+# -- the same end-to-end search as locally ----------------------------------------------
+
+GOOD = {
+    "lr": 0.02,
+    "dropout": 0.4,
+    "batch_size": 64,
+    "optimizer": "adam",
+    "use_ln": False,
+    "warmup": 100,
+}
+BAD = {
+    "lr": 0.0008,
+    "dropout": 0.5,
+    "batch_size": 128,
+    "optimizer": "adamw",
+    "use_ln": True,
+    "warmup": 500,
+}
+FAKE = {"metric": "loss", "value": "1.0 + (lr < 0.01)", "noise": 0.15}  # lr alone regresses
+
+
+def search_on(root: Path, executor: str, **section: Any) -> dict[str, Any]:
+    """Run `bisect-runs search` on the fake-trainer project with an executor; its summary."""
+    root.mkdir()
+    for name, values in (("good", GOOD), ("bad", BAD)):
+        (root / f"{name}.yaml").write_text(yaml.safe_dump({"fake": FAKE, **values}))
+    command = f"{sys.executable} {FAKE_TRAINER} --config {{config}} --run-dir {{run_dir}} --steps {{steps}} --seed {{seed}}"
+    settings: dict[str, Any] = {
+        "good": "good.yaml",
+        "bad": "bad.yaml",
+        "command": command,
+        "metric": "loss",
+    }
+    settings.update(
+        {"mode": "min", "steps": 10, "parallel": 2, "out": "out", "executor": executor, **section}
+    )
+    (root / "bisect.yaml").write_text(yaml.safe_dump(settings))
+    result = CliRunner().invoke(cli, ["search", "--project", str(root / "bisect.yaml")])
+    assert result.exit_code == 0, result.output
+    summary: dict[str, Any] = json.loads((root / "out" / "summary.json").read_text())
+    return summary
+
+
+def test_search_on_ray_finds_the_local_culprits(ray_instance: None, tmp_path: Path) -> None:
+    local = search_on(tmp_path / "local", "local")
+    on_ray = search_on(tmp_path / "ray", "ray", ray={"max_parallel": 2})
+    assert local["culprits"] == on_ray["culprits"] == [["lr"]]
+    assert on_ray["reproduced"] is True
+    trials = [
+        e["outcome"] for e in read_journal(tmp_path / "ray" / "out") if e.get("event") == "trial"
+    ]
+    assert len(trials) == on_ray["runs"] and {t["status"] for t in trials} == {"ok"}

@@ -17,9 +17,13 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from click.testing import CliRunner
 
+from bisect_runs.cli import cli
 from bisect_runs.errors import SettingsError
 from bisect_runs.executors.base import Executor, Launch, ProcessEnd
 from bisect_runs.executors.slurm import (
@@ -28,6 +32,8 @@ from bisect_runs.executors.slurm import (
     _time_parameters,
     slurm_states,
 )
+from bisect_runs.journal import read_journal
+from tests.trainers import FAKE_TRAINER
 
 pytestmark = pytest.mark.slurm
 
@@ -347,3 +353,61 @@ def test_time_limit_covers_the_trial_timeout(tmp_path: Path) -> None:
     assert _time_parameters(None, [make_launch(tmp_path, "u", ["x"], timeout_s=None)]) == {
         "time": None
     }
+
+
+# -- the same end-to-end search as locally ----------------------------------------------
+
+GOOD = {
+    "lr": 0.02,
+    "dropout": 0.4,
+    "batch_size": 64,
+    "optimizer": "adam",
+    "use_ln": False,
+    "warmup": 100,
+}
+BAD = {
+    "lr": 0.0008,
+    "dropout": 0.5,
+    "batch_size": 128,
+    "optimizer": "adamw",
+    "use_ln": True,
+    "warmup": 500,
+}
+FAKE = {"metric": "loss", "value": "1.0 + (lr < 0.01)", "noise": 0.15}  # lr alone regresses
+
+
+def search_on(root: Path, executor: str, **section: Any) -> dict[str, Any]:
+    """Run `bisect-runs search` on the fake-trainer project with an executor; its summary."""
+    root.mkdir()
+    for name, values in (("good", GOOD), ("bad", BAD)):
+        (root / f"{name}.yaml").write_text(yaml.safe_dump({"fake": FAKE, **values}))
+    command = f"{sys.executable} {FAKE_TRAINER} --config {{config}} --run-dir {{run_dir}} --steps {{steps}} --seed {{seed}}"
+    settings: dict[str, Any] = {
+        "good": "good.yaml",
+        "bad": "bad.yaml",
+        "command": command,
+        "metric": "loss",
+    }
+    settings.update(
+        {"mode": "min", "steps": 10, "parallel": 2, "out": "out", "executor": executor, **section}
+    )
+    (root / "bisect.yaml").write_text(yaml.safe_dump(settings))
+    result = CliRunner().invoke(cli, ["search", "--project", str(root / "bisect.yaml")])
+    assert result.exit_code == 0, result.output
+    summary: dict[str, Any] = json.loads((root / "out" / "summary.json").read_text())
+    return summary
+
+
+def test_search_on_slurm_finds_the_local_culprits(cluster: None, tmp_path: Path) -> None:
+    local = search_on(tmp_path / "local", "local")
+    slurm = search_on(tmp_path / "slurm", "slurm", slurm={"max_parallel": 2})
+    assert local["culprits"] == slurm["culprits"] == [["lr"]]
+    assert slurm["reproduced"] is True
+    journal = read_journal(tmp_path / "slurm" / "out")
+    job_ids = {e["trial_id"]: e["job_id"] for e in journal if e.get("event") == "submitted"}
+    trials = [e["outcome"] for e in journal if e.get("event") == "trial"]
+    assert len(trials) == slurm["runs"] and all(
+        t["job_id"] == job_ids[t["trial_id"]] for t in trials
+    )
+    assert all(t["job_id"].split("_")[0].isdigit() for t in trials)  # Slurm job ids, not pids
+    assert active_jobs(list(job_ids.values())) == {}

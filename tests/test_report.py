@@ -165,7 +165,7 @@ def test_not_reproduced_says_so_with_the_interval(search_dir: Path) -> None:
     assert "the regression did not reproduce" in paragraph
     assert "B − A = +0.2 points" in paragraph and "95 % CI -0.4 to 0.8 points" in paragraph
     assert "Reverting" not in paragraph
-    assert paragraph.endswith("The regression did not reproduce at 200 steps.")
+    assert "The regression did not reproduce at 200 steps." in paragraph
 
 
 def test_report_without_matplotlib_says_so_in_one_line(search_dir: Path) -> None:
@@ -222,3 +222,20 @@ def test_rates_read_as_points_and_explained_interval() -> None:
     assert frac == pytest.approx(0.071 / 0.078)
     assert lo is not None and hi is not None and lo < frac < hi
     assert explained({"effect": 1.0, "explained_fraction": 0.5, "explained_ci_low": 0.4, "explained_ci_high": 0.6}, {}) == (0.5, 0.4, 0.6)
+
+
+def test_commit_culprit_names_the_commit(search_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import git
+
+    repo_dir = search_dir.parent / "trainer"
+    repo = git.Repo.init(repo_dir)
+    (repo_dir / "train.py").write_text("lr = 0.02\n")
+    repo.index.add(["train.py"])
+    sha = repo.index.commit("Lower the learning rate").hexsha
+    monkeypatch.chdir(repo_dir)
+    summary = json.loads((search_dir / "summary.json").read_text())
+    summary.update(culprits=[[f"commit:{sha}"]], effects=[{"keys": [f"commit:{sha}"], "effect": 0.07, "ci_low": 0.06, "ci_high": 0.08}])
+    (search_dir / "summary.json").write_text(json.dumps(summary))
+    paragraph = build_report(search_dir, environment=ENV, figures=False)["verdict"]["paragraph"]
+    assert f'The first bad commit is `{sha[:12]}` "Lower the learning rate"' in paragraph
+    assert "files: `train.py`" in paragraph and "effect +7.0 (6.0 to 8.0)" in paragraph

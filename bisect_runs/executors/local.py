@@ -295,10 +295,10 @@ class LocalExecutor(Executor):
         _wait_exit(proc)
         wall = time.monotonic() - started
         item.exited.set()
-        _signal(
-            proc.pid, signal.SIGKILL
-        )  # grandchildren left in the group; the zombie leader keeps its id
+        # Grandchildren left in the group; the unreaped leader keeps the group id ours meanwhile.
+        _signal(proc.pid, signal.SIGKILL)
         proc.wait()
+        _wait_group_gone(proc.pid, limit_s=2.0)
         if timer is not None:
             timer.cancel()
         with self._lock:
@@ -400,6 +400,17 @@ def _signal(pid: int, sig: signal.Signals, group: bool = True) -> None:
             os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass  # nothing left to stop
+
+
+def _wait_group_gone(pgid: int, limit_s: float) -> None:
+    """Wait (briefly) until no live process is left in a killed group, so its GPUs are free."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return  # the usual case: nothing was left
+    deadline = time.monotonic() + limit_s
+    while any(_alive(pid) for pid in _group_members(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _group_members(pgid: int) -> list[int]:

@@ -69,7 +69,7 @@ class RayExecutor(Executor):
                 max_retries=self.requeue,
                 retry_exceptions=False,
                 name=f"bisect-runs:{launch.trial_id}",
-            ).remote(launch, launch.cwd or self.cwd)
+            ).remote(launch, launch.cwd or self.cwd, None, gpus)
             self._running[ref] = (launch, time.monotonic())
             task_id = _task_id(ref)
             if self.on_submitted is not None and task_id is not None:

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,11 +58,13 @@ UNKNOWN_POLLS_LOST = (
 # -- inside the job ---------------------------------------------------------------------
 
 
-def run_launch(launch: Launch, cwd: str, end_file: str | None = None) -> dict[str, Any]:
+def run_launch(
+    launch: Launch, cwd: str, end_file: str | None = None, gpus: float | None = None
+) -> dict[str, Any]:
     """Run one launch to its end on this node; return (and optionally write) how it ended.
 
     `cwd` is the directory the search was started in, so relative paths in the command work
-    as they do locally.
+    as they do locally. `gpus` is what the job or task was granted (default: `launch.gpus`).
     """
     started = time.monotonic()
     if _pgid_file(
@@ -71,7 +73,7 @@ def run_launch(launch: Launch, cwd: str, end_file: str | None = None) -> dict[st
         kill_noted_group(launch)
         _set_aside(launch)
     launch.run_dir.mkdir(parents=True, exist_ok=True)
-    env = _job_env(launch)
+    env = job_env(launch, launch.gpus if gpus is None else gpus, os.environ)
     with _noting_sigterm() as terminated:
         returncode, timed_out, start_error = _run_process(launch, env, cwd)
     end = {
@@ -139,15 +141,15 @@ def process_end(
     )
 
 
-def _job_env(launch: Launch) -> dict[str, str]:
-    """The job's environment with the contract's variables; GPUs are the ones the cluster granted."""
-    env = {**os.environ, **launch.env}
-    if launch.gpus > 0 and "CUDA_VISIBLE_DEVICES" in os.environ:
-        env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
-    elif launch.gpus == 0:
+def job_env(launch: Launch, gpus: float, environ: Mapping[str, str]) -> dict[str, str]:
+    """The trainer's environment: the job's, the contract's variables, the GPUs the cluster granted."""
+    env = {**environ, **launch.env}
+    if gpus > 0 and "CUDA_VISIBLE_DEVICES" in environ:  # set by Slurm's gres or by Ray
+        env["CUDA_VISIBLE_DEVICES"] = environ["CUDA_VISIBLE_DEVICES"]
+    elif gpus == 0:  # a CPU trial sees no GPU, as in a local CPU slot
         env["CUDA_VISIBLE_DEVICES"] = ""
-    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-    if cpus and "OMP_NUM_THREADS" not in os.environ:  # as locally: threads = the trial's CPUs
+    cpus = environ.get("SLURM_CPUS_PER_TASK")
+    if cpus and "OMP_NUM_THREADS" not in environ:  # as locally: threads = the trial's CPUs
         env["OMP_NUM_THREADS"] = cpus
     return env
 
@@ -399,6 +401,7 @@ class SlurmExecutor(Executor):
                         launch,
                         launch.cwd or self.cwd,
                         str(ends_dir / f"{launch.trial_id}.json"),
+                        gpus,
                     )
                     for launch in launches
                 ]

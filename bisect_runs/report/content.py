@@ -88,9 +88,9 @@ def num(x: float) -> str:
 
 def build_content(record: SearchRecord, environment: dict[str, Any] | None) -> dict[str, Any]:
     """Everything the report says, as a dict (figures are added by the caller)."""
-    s = record.summary or {}
+    s = record.summary or dict(record.settings)
     metric = str(s.get("metric") or "metric")
-    mode = str(s.get("mode") or "min")
+    mode = str(s.get("mode") or "")  # unknown without summary.json or a `search` journal event
     groups = variant_groups(record.trials)
     unit = metric_unit(metric, [t.value for t in record.trials if t.status == "ok" and t.value is not None])
     regression = regression_section(s, groups, mode, unit)
@@ -102,7 +102,7 @@ def build_content(record: SearchRecord, environment: dict[str, Any] | None) -> d
         "good": s.get("good"),
         "bad": s.get("bad"),
         "metric": metric,
-        "mode": mode,
+        "mode": mode or None,
         "steps": s.get("steps") or _most_common(t.steps for t in record.trials),
         "strategy": s.get("strategy"),
         "unit": {"scale": unit.scale, "value_suffix": unit.suffix.strip(), "difference": unit.gap.strip()},
@@ -150,7 +150,7 @@ def regression_section(s: dict[str, Any], groups: dict[str, list[TrialRecord]], 
         from bisect_runs.stats import welch
 
         test = welch(a, b)
-        sign = 1.0 if mode == "min" else -1.0
+        sign = -1.0 if mode == "max" else 1.0  # unknown direction: B - A as measured
         lo, hi = sorted((sign * test.ci_low, sign * test.ci_high))
         out.update({"effect": sign * test.diff, "ci_low": lo, "ci_high": hi, "p_value": test.p, "n": len(a) + len(b)})
         out["from"] = "journal"
@@ -380,7 +380,7 @@ def not_searched(s: dict[str, Any]) -> list[str]:
 def verdict_paragraph(s: dict[str, Any], regression: dict[str, Any] | None, factors: list[dict[str, Any]], unit: Unit) -> str:
     """The verdict with numbers: the gap measured, the culprit(s) and how much they explain."""
     metric = str(s.get("metric") or "the metric")
-    parts = []
+    parts: list[str] = []
     if regression and regression.get("effect") is not None:
         parts.append(_gap_sentence(s, regression, metric, unit))
     culprits = culprit_rows(s, unit)
@@ -411,6 +411,8 @@ def _gap_sentence(s: dict[str, Any], r: dict[str, Any], metric: str, unit: Unit)
             f"{at}the regression did not reproduce: B − A = {unit.diff(r['effect'])} ({why}). "
             "A longer budget (`--steps`) may show it."
         )
+    if not s.get("mode"):
+        return f"{at}B − A = {unit.diff(r['effect'])} so far ({why}); the metric's direction is not recorded yet."
     if r["effect"] <= 0:
         return f"{at}B is not worse than A: B − A = {unit.diff(r['effect'])} ({why})."
     return f"{at}B is worse than A by {unit.diff(r['effect'], signed=False)} ({why})."
@@ -422,6 +424,8 @@ def _mean_sd(m: dict[str, Any], unit: Unit) -> str:
 
 
 def _culprit_sentence(row: dict[str, Any], regression: dict[str, Any] | None, metric: str, unit: Unit) -> str:
+    if all(k.startswith("commit:") for k in row["keys"]):
+        return " ".join(_commit_sentence(k[len("commit:"):], row, unit) for k in row["keys"])
     what = changes_text(row["changes"])
     alone = " alone" if len(row["changes"]) == 1 or _same_change(row["changes"]) else " together"
     frac = row["explained_fraction"]
@@ -436,6 +440,21 @@ def _culprit_sentence(row: dict[str, Any], regression: dict[str, Any] | None, me
         if not unit.gap:
             gap = f" of the {unit.diff(regression['effect'], signed=False)} gap in {metric}"
     return f"Reverting {what}{alone} recovers {frac * 100:.0f} %{ci}{gap}."
+
+
+def _commit_sentence(sha: str, row: dict[str, Any], unit: Unit) -> str:
+    """The first bad commit with its subject, author, date and files, when the repository has it."""
+    from bisect_runs.report.environment import commit_info
+
+    info = commit_info(sha)
+    effect = f", effect {row['effect_text']}" if row["effect_text"] != "—" else ""
+    if info is None:
+        return f"The first bad commit is `{sha[:12]}`{effect}."
+    files = ", ".join(f"`{f}`" for f in info["files"][:6])
+    return (
+        f"The first bad commit is `{info['sha'][:12]}` \"{info['subject']}\" by {info['author']} "
+        f"({info['date'][:10]}; files: {files or 'none'}){effect}."
+    )
 
 
 def changes_text(changes: list[dict[str, Any]]) -> str:

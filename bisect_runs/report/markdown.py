@@ -89,7 +89,7 @@ def _trials(c: dict[str, Any], unit: Unit) -> list[str]:
         return lines + ["No trial has finished yet.", ""]
     costs = c["costs"]
     lines += [
-        f"{costs['trials']} trials in {len(c['rounds']) or '?'} rounds, {c['steps']} steps each. "
+        f"{costs['trials']} trials{_rounds_text(c)}, {c['steps']} steps each. "
         f"Mean ± sd over the trials that finished `ok`; failed trials count as the worst outcome in the statistics.",
         "",
         f"| variant | seeds | ok | diverged | crashed | timeout | {c['metric']} mean ± sd | steps/s | peak GPU MB | wall s |",
@@ -203,8 +203,12 @@ def _bold_if(text: str, bold: bool) -> str:
     return f"**{text}**" if bold else text
 
 
-def _direction(mode: str) -> str:
-    return "lower is better" if mode == "min" else "higher is better"
+def _direction(mode: str | None) -> str:
+    return {"min": "lower is better", "max": "higher is better"}.get(mode or "", "direction not recorded")
+
+
+def _rounds_text(c: dict[str, Any]) -> str:
+    return f" in {len(c['rounds'])} rounds" if c["rounds"] else ""
 
 
 def _pad(text: str) -> str:

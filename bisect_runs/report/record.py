@@ -48,6 +48,7 @@ class SearchRecord:
     summary: dict[str, Any] | None
     trials: list[TrialRecord]
     rounds: list[dict[str, Any]]
+    settings: dict[str, Any] = field(default_factory=dict)  # from a `search` journal event, if written
 
     @property
     def complete(self) -> bool:
@@ -65,7 +66,7 @@ def load_search(out_dir: str | Path) -> SearchRecord:
         raise RunError(f"{out}: neither {SUMMARY_FILE} nor {JOURNAL_FILE} found: is this a search's --out directory?")
     trials = _trials(entries, out)
     rounds = _rounds(summary, entries)
-    return SearchRecord(out, summary, trials, rounds)
+    return SearchRecord(out, summary, trials, rounds, _settings(entries))
 
 
 def _read_summary(path: Path) -> dict[str, Any] | None:
@@ -157,6 +158,15 @@ def _rounds(summary: dict[str, Any] | None, entries: list[dict[str, Any]]) -> li
         return [r for r in rounds if isinstance(r, dict)]
     events = [e for e in entries if e.get("event") == "round" and isinstance(e.get("trials"), list)]
     return [{"round": e.get("number", i + 1), "trials": e["trials"]} for i, e in enumerate(events)]
+
+
+def _settings(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """good, bad, metric, mode, steps, strategy from the journal's `search`/`start` event, if any."""
+    for entry in entries:
+        if entry.get("event") in ("search", "start", "settings"):
+            data = entry.get("settings") if isinstance(entry.get("settings"), dict) else entry
+            return {k: data[k] for k in ("good", "bad", "metric", "mode", "steps", "strategy") if k in data}
+    return {}
 
 
 def _float(value: Any) -> float | None:

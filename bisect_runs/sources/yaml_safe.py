@@ -23,20 +23,21 @@ class _ConfigConstructing:
             _check_duplicates(self, node)
         return yaml.constructor.SafeConstructor.construct_mapping(self, node, deep=deep)  # type: ignore[arg-type]
 
-    def construct_tuple_as_list(self, node: Node) -> list[Any]:
-        """`!!python/tuple [a, b]` (Lightning hparams) read as a plain list, nothing imported."""
-        if not isinstance(node, SequenceNode):
-            raise yaml.constructor.ConstructorError(
-                None, None, "expected a sequence for !!python/tuple", node.start_mark
-            )
-        return yaml.constructor.SafeConstructor.construct_sequence(self, node, deep=True)  # type: ignore[arg-type]
+
+def _construct_tuple_as_list(loader: Any, node: Node) -> list[Any]:
+    """`!!python/tuple [a, b]` (Lightning hparams) read as a plain list, nothing imported."""
+    if not isinstance(node, SequenceNode):
+        raise yaml.constructor.ConstructorError(
+            None, None, "expected a sequence for !!python/tuple", node.start_mark
+        )
+    return list(loader.construct_sequence(node, deep=True))
 
 
 class ConfigLoader(_ConfigConstructing, yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys and reads Lightning's `!!python/tuple` as a list."""
 
 
-ConfigLoader.add_constructor(_TUPLE_TAG, ConfigLoader.construct_tuple_as_list)
+ConfigLoader.add_constructor(_TUPLE_TAG, _construct_tuple_as_list)
 
 FastConfigLoader: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = ConfigLoader
 if getattr(yaml, "__with_libyaml__", False):
@@ -44,7 +45,7 @@ if getattr(yaml, "__with_libyaml__", False):
     class _CConfigLoader(_ConfigConstructing, yaml.CSafeLoader):
         """The same rules on libyaml's parser: reading 10,000 keys takes a tenth of the time."""
 
-    _CConfigLoader.add_constructor(_TUPLE_TAG, _CConfigLoader.construct_tuple_as_list)
+    _CConfigLoader.add_constructor(_TUPLE_TAG, _construct_tuple_as_list)
     FastConfigLoader = _CConfigLoader
 
 
@@ -147,5 +148,14 @@ def load_yaml_text(text: str) -> tuple[Any, Node | None]:
         node = compose_yaml(text, fast=True)
         data = None if node is None else construct_yaml(node)
     except yaml.YAMLError as exc:
-        raise SourceProblem(yaml_error_text(exc)) from exc
+        raise SourceProblem(_pure_error_text(text, exc)) from exc
     return data, node
+
+
+def _pure_error_text(text: str, fast_error: yaml.YAMLError) -> str:
+    """The pure-Python parser's wording of an error, the same with or without libyaml."""
+    try:
+        compose_yaml(text)
+    except yaml.YAMLError as exc:
+        return yaml_error_text(exc)
+    return yaml_error_text(fast_error)

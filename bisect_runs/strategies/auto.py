@@ -27,6 +27,8 @@ SHARE = 0.7  # a culprit set must both reproduce and repair this share of the re
 SYNERGY = 0.5  # an interaction worth this share of the regression makes a pair one AND set
 MAX_CANDIDATES = 4
 SUSPECT_T = 2.5  # not significant after Holm, but worth confirming alongside the significant ones
+PARTNER_T = 1.5
+PARTNER_BELOW = 0.85
 MAX_ALL_CANDIDATES = 6  # after adding suspects the screen missed
 MAX_SCREEN_BLOCKS = 4
 MAX_CONFIRM_LAYERS = 8
@@ -99,7 +101,12 @@ def judge_screen(ev: Evidence, final: bool, complete: bool = True) -> Screen | N
         return None
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(se > 0, effect / se, 0.0)
-    likely = [int(i) for i in np.argsort(-t) if t[i] > SUSPECT_T and int(i) not in harmful]
+    ranked = [int(i) for i in np.argsort(-t) if int(i) not in harmful]
+    likely = [i for i in ranked if t[i] > SUSPECT_T]
+    lone = (harmful + likely)[:1]
+    if len(harmful + likely) == 1 and effect[lone[0]] < PARTNER_BELOW * delta:
+        # one suspect that explains only part: a partner keeps OR/AND/additive pairs testable
+        likely += [i for i in ranked if PARTNER_T < t[i] <= SUSPECT_T][:1]
     return Screen((harmful + likely)[:MAX_CANDIDATES], complete, notes)
 
 

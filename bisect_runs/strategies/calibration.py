@@ -1,9 +1,10 @@
 """Calibrate: is B worse than A at this budget, by how much, and how noisy are the runs?
 
 A and B run on paired seeds, a full round at a time. After each round a one-sided Welch
-test decides: reproduced when p < alpha/2 (a per-look level that keeps repeated looks
-near alpha overall) and the difference is at least `min_effect`; not reproduced when
-the upper confidence bound falls below `min_effect` or the seed cap is reached.
+test decides: reproduced when B is worse than A by more than `min_effect` with
+p < alpha/2 (a per-look level that keeps repeated looks near alpha overall); not reproduced when
+the upper confidence bound falls below `min_effect` or the seed cap is reached (a
+promising but undecided difference, p < 0.1, gets up to half as many seeds again).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
-from bisect_runs.stats import TestResult, t_quantile, welch
+from bisect_runs.stats import TestResult, t_p_value, t_quantile, welch
 from bisect_runs.strategies.base import Observation, Point, Request
 from bisect_runs.strategies.evidence import Evidence
 from bisect_runs.strategies.rounds import ask, slots
 
 MAX_SEEDS = 8  # per arm, unless --seeds asks for more
 FIRST_SEEDS = 2  # per arm in the first look
+EXTEND, PROMISING_P = 1.5, 0.1  # past the cap, up to 1.5x the seeds while p < 0.1
 
 
 @dataclass
@@ -67,9 +69,18 @@ def calibrate(
         if got is None:
             return judge(ev, final=True, complete=False)
         pairs += want
-        result = judge(ev, final=pairs >= cap)
+        result = judge(ev, final=pairs >= cap and not (pairs < EXTEND * cap and promising(ev)))
         if result is not None:
             return result
+
+
+def promising(ev: Evidence) -> bool:
+    """Whether B looks worse but not yet significantly: worth a few more seeds past the cap."""
+    la, lb = ev.losses(a_point()), ev.losses(b_point(ev.ctx.n_factors))
+    if len(la) < 2 or len(lb) < 2:
+        return False
+    test = welch(la, lb, alternative="greater")
+    return beyond_min_effect(test, ev.ctx.min_effect) < PROMISING_P
 
 
 def judge(ev: Evidence, final: bool, complete: bool = True) -> Calibration | None:
@@ -80,11 +91,18 @@ def judge(ev: Evidence, final: bool, complete: bool = True) -> Calibration | Non
     if len(la) < 2 or len(lb) < 2:
         return Calibration(False, None, sd, complete) if final else None
     test = welch(la, lb, alternative="greater")
-    big_enough = test.diff >= ctx.min_effect and test.diff > 0
-    if test.p < ctx.alpha / 2 and big_enough:
+    if beyond_min_effect(test, ctx.min_effect) < ctx.alpha / 2:
         return Calibration(True, test, sd, complete)
     upper = test.diff + t_quantile(1 - 2 * ctx.alpha, test.df) * test.se
     if final or (ctx.min_effect > 0 and upper < ctx.min_effect):
-        reproduced = final and test.p < ctx.alpha and big_enough
-        return Calibration(reproduced, test, sd, complete)
+        return Calibration(False, test, sd, complete)
     return None
+
+
+def beyond_min_effect(test: TestResult, min_effect: float) -> float:
+    """One-sided p-value that B is worse than A by more than `min_effect` (plain Welch when it is 0)."""
+    if min_effect <= 0:
+        return test.p
+    if test.se == 0:
+        return 0.0 if test.diff > min_effect else 1.0
+    return t_p_value((test.diff - min_effect) / test.se, test.df, "greater")

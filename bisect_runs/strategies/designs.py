@@ -13,7 +13,8 @@ import numpy as np
 
 from bisect_runs.strategies.base import Point
 
-FULL_FACTORIAL_MAX = 3  # 2**3 = 8 runs: no fractional design is smaller for 3 factors
+FULL_FACTORIAL_MAX = 3
+PALEY_SLACK = 1.25  # accept a Paley design this much larger than the smallest Hadamard one  # 2**3 = 8 runs: no fractional design is smaller for 3 factors
 
 
 def is_prime(q: int) -> bool:
@@ -43,10 +44,10 @@ def _paley(q: int) -> np.ndarray:
 @lru_cache(maxsize=None)
 def hadamard(order: int) -> np.ndarray:
     """A normalized Hadamard matrix (first column all +1) of the given order (1, 2 or a multiple of 4)."""
-    if order & (order - 1) == 0:
-        h = _sylvester(order)
-    elif order % 4 == 0 and is_prime(order - 1) and (order - 1) % 4 == 3:
+    if order % 4 == 0 and is_prime(order - 1) and (order - 1) % 4 == 3:
         h = _paley(order - 1)
+    elif order & (order - 1) == 0:
+        h = _sylvester(order)
     elif order % 8 == 0 and order // 2 in _available():
         half = hadamard(order // 2)
         h = np.block([[half, half], [half, -half]])
@@ -69,8 +70,15 @@ def _available() -> frozenset[int]:
 
 
 def design_order(n: int) -> int:
-    """Smallest available Hadamard order with room for n factors (n + 1 columns)."""
-    return min(o for o in _available() if o >= n + 1)
+    """Order of the design for n factors: a Paley (Plackett–Burman) order when one is close to the smallest.
+
+    Paley designs spread each two-factor interaction thinly over all columns instead of
+    aliasing it fully with one other factor (as Sylvester designs do), so an AND pair does
+    not make an innocent factor look guilty.
+    """
+    smallest = min(o for o in _available() if o >= n + 1)
+    paley = [o for o in _available() if o >= n + 1 and is_prime(o - 1) and (o - 1) % 4 == 3]
+    return min(paley) if paley and min(paley) <= PALEY_SLACK * smallest else smallest
 
 
 def design_matrix(n: int) -> np.ndarray:
