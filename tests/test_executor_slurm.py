@@ -28,6 +28,7 @@ from bisect_runs.errors import SettingsError
 from bisect_runs.executors.base import Executor, Launch, ProcessEnd
 from bisect_runs.executors.slurm import (
     SlurmExecutor,
+    job_env,
     _parse_states,
     _time_parameters,
     slurm_states,
@@ -344,6 +345,16 @@ def test_states_parse_arrays_and_reasons() -> None:
 
 def test_unknown_jobs_have_no_state(cluster: None) -> None:
     assert slurm_states(["999999999"]) == {}
+
+
+def test_trainer_sees_the_gpus_the_cluster_granted(tmp_path: Path) -> None:
+    launch = make_launch(tmp_path, "g", ["x"])
+    granted = {"CUDA_VISIBLE_DEVICES": "2,3", "SLURM_CPUS_PER_TASK": "8", "PATH": "/bin"}
+    env = job_env(launch, 2, granted)
+    assert env["CUDA_VISIBLE_DEVICES"] == "2,3" and env["OMP_NUM_THREADS"] == "8"
+    assert env["BISECT_RUNS_SEED"] == "7" and env["PATH"] == "/bin"
+    assert job_env(launch, 0, granted)["CUDA_VISIBLE_DEVICES"] == ""  # a CPU trial sees none
+    assert job_env(launch, 0, {**granted, "OMP_NUM_THREADS": "1"})["OMP_NUM_THREADS"] == "1"
 
 
 def test_time_limit_covers_the_trial_timeout(tmp_path: Path) -> None:
