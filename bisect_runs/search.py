@@ -168,6 +168,7 @@ class Search:
                 progress=self.progress,
                 steps_key=s.steps_key,
                 seed_key=s.seed_key,
+                gpus_per_trial=s.gpus_per_trial,
             )
             ctx = self.context(executor.capacity)
             if not self.factors:

@@ -76,7 +76,7 @@ class Executor(abc.ABC):
         """Launches submitted and not yet returned by `wait`."""
         return 0
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most executors hold nothing
         """Release resources (threads, cluster connections)."""
 
     def __enter__(self) -> Executor:
