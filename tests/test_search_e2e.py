@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from trainers import FAKE_TRAINER
 
 from bisect_runs.cli import cli
 from bisect_runs.journal import read_journal
-from trainers import FAKE_TRAINER
 
 GOOD = {"lr": 0.02, "dropout": 0.4, "batch_size": 64, "optimizer": "adam", "use_ln": False, "warmup": 100}
 BAD = {"lr": 0.0008, "dropout": 0.5, "batch_size": 128, "optimizer": "adamw", "use_ln": True, "warmup": 500}

@@ -21,6 +21,7 @@ from bisect_runs.strategies.rounds import ask, slots
 
 MAX_SEEDS = 8  # per arm, unless --seeds asks for more
 FIRST_SEEDS = 2  # per arm in the first look
+SHIFT = 0.5  # test B - A > min_effect / 2, and ask the estimate itself to reach min_effect
 EXTEND, PROMISING_P = 1.5, 0.1  # past the cap, up to 1.5x the seeds while p < 0.1
 
 
@@ -105,4 +106,4 @@ def beyond_min_effect(test: TestResult, min_effect: float) -> float:
         return test.p
     if test.se == 0:
         return 0.0 if test.diff > min_effect else 1.0
-    return t_p_value((test.diff - min_effect) / test.se, test.df, "greater")
+    return t_p_value((test.diff - SHIFT * min_effect) / test.se, test.df, "greater") if test.diff >= min_effect else 1.0
