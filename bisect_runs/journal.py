@@ -90,6 +90,7 @@ class Journal:
                 outcome = outcome_from_json(entry["outcome"])
             except (KeyError, TypeError, ValueError) as exc:
                 raise JournalError(f"{self.path}: unreadable trial line ({exc})") from None
+            self._jobs.pop(outcome.trial_id, None)  # its job ended: never re-attach to it
             if outcome.finished:
                 self._finished[outcome.trial_id] = outcome
         elif entry.get("event") == "submitted" and entry.get("job_id"):

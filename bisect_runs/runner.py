@@ -187,7 +187,8 @@ class _Batch:
             raise TrialError(f"{end.extra[START_ERROR]} (command: {' '.join(trial.command)})")
         attempt = self.attempt[trial.id]
         outcome = finish(trial, end, self.r.metric, self.r.out_dir, attempt)
-        if outcome.status == CRASHED and attempt <= self.r.retries:
+        lost = outcome.detail.startswith("lost")  # the executor already requeued it
+        if outcome.status == CRASHED and not lost and attempt <= self.r.retries:
             self._retry(trial, outcome)
             return
         self._record(trial, outcome)

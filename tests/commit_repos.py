@@ -96,7 +96,8 @@ def make_repo(
         git(repo, "commit", "-q", "-m", subject)
         shas.append(git(repo, "rev-parse", "HEAD"))
     git(repo, "tag", "good", shas[0])
-    return CommitRepo(repo, shas, shas[culprit], shas[broken] if broken is not None else None)
+    culprit_sha = shas[culprit] if culprit <= commits else ""  # beyond the range: no regression
+    return CommitRepo(repo, shas, culprit_sha, shas[broken] if broken is not None else None)
 
 
 def dirty(repo: CommitRepo) -> None:

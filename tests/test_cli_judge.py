@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from commit_repos import COMMAND, git, make_repo
 
 from bisect_runs.cli import cli
-from tests.commit_repos import COMMAND, git, make_repo
 
 
 @pytest.fixture(autouse=True)
@@ -67,8 +66,7 @@ def test_git_bisect_run_finds_the_culprit(tmp_path: Path) -> None:
     git(repo.path, "bisect", "start", repo.shas[-1], repo.shas[0])
     script = [sys.executable, "-m", "bisect_runs", *judge_args(repo.path, out, "--good-rev", repo.shas[0],
                                                               "--bad-rev", repo.shas[-1])]
-    done = subprocess.run(["git", "bisect", "run", *script], cwd=repo.path, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    done = subprocess.run(["git", "bisect", "run", *script], cwd=repo.path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{repo.culprit} is the first bad commit" in done.stdout
     git(repo.path, "bisect", "reset")

@@ -7,7 +7,10 @@ import random
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from commit_repos import COMMAND, dirty, make_repo
 
+from bisect_runs.cli import cli
 from bisect_runs.code_search import (
     BisectOptions,
     CodeSearch,
@@ -19,7 +22,13 @@ from bisect_runs.code_search import (
 from bisect_runs.project import make_settings
 from bisect_runs.strategies import drive
 from bisect_runs.strategies.base import CRASHED, DIVERGED, OK, Observation, Request, SearchContext
-from tests.commit_repos import COMMAND, dirty, make_repo
+
+
+@pytest.fixture(autouse=True)
+def no_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU slots only (no GPU discovery)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
 
 # -- simulated ------------------------------------------------------------------------------
 
@@ -210,3 +219,76 @@ def test_no_config_and_a_trainer_that_reads_none(tmp_path: Path) -> None:
     settings.command = COMMAND.replace("--config {config} ", "")
     result = CodeSearch(settings).run()
     assert result.culprits == [[f"commit:{repo.culprit}"]]
+
+
+# -- the search command ----------------------------------------------------------------------
+
+
+def search_args(repo: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "search", "--repo", str(repo), "--command", COMMAND, "--metric", "val_loss",
+        "--steps", "5", "--parallel", "2", "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+def test_cli_bisects_code_with_one_config(tmp_path: Path, config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    repo = make_repo(tmp_path, commits=10, culprit=4, broken=7)
+    args = search_args(repo.path, tmp_path / "out", "--good-rev", "good", "--bad-rev", "main", "--config", str(config_file))
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert f"Commit {repo.culprit[:10]} (raise the base loss) is the first bad commit." in result.output
+
+
+def test_project_file_keys_name_the_revisions(tmp_path: Path, config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path, commits=6, culprit=3, broken=None)
+    (tmp_path / "bisect.yaml").write_text(
+        f"good_rev: good\nbad_rev: main\nrepo: {repo.path.name}\nconfig: {config_file.name}\n"
+        f"command: {COMMAND}\nmetric: val_loss\nsteps: 5\nparallel: 2\nout: out\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["search", "-q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["culprits"] == [[f"commit:{repo.culprit}"]]
+
+
+def test_cli_no_regression_exits_1(tmp_path: Path, config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    repo = make_repo(tmp_path, commits=4, culprit=99, broken=None)
+    args = search_args(repo.path, tmp_path / "out", "--good-rev", "good", "--bad-rev", "main", "--config", str(config_file))
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert "did not reproduce" in result.output
+
+
+def test_cli_needs_both_revisions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    repo = make_repo(tmp_path, commits=2, culprit=1, broken=None)
+    result = CliRunner().invoke(cli, search_args(repo.path, tmp_path / "out", "--good-rev", "good"))
+    assert result.exit_code == 2
+    assert result.output == "Error: bisecting commits needs --bad-rev (as flags or in bisect.yaml)\n"
+    result = CliRunner().invoke(cli, search_args(repo.path, tmp_path / "o2", "--good-rev", "v9", "--bad-rev", "main"))
+    assert result.exit_code == 2
+    assert result.output == f"Error: unknown git revision 'v9' in {repo.path}\n"
+
+
+def test_combined_mode_reports_the_config_culprit_and_the_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Good config at good rev vs bad config at bad rev: both a config key and a commit regressed."""
+    monkeypatch.chdir(tmp_path)
+    repo = make_repo(tmp_path, commits=8, culprit=6, broken=3)
+    (tmp_path / "good.json").write_text('{"scale": 1.0, "label": "a"}\n')
+    (tmp_path / "bad.json").write_text('{"scale": 1.3, "label": "b"}\n')
+    before = repo.state()
+    args = search_args(repo.path, tmp_path / "out", "--good", "good.json", "--bad", "bad.json",
+                       "--good-rev", "good", "--bad-rev", "main", "--include-all")  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["culprits"] == [["scale"], [f"commit:{repo.culprit}"]]
+    parts = summary["details"]["parts"]
+    assert parts["config"]["culprits"] == [["scale"]] and parts["code"]["culprits"] == [[f"commit:{repo.culprit}"]]
+    assert (tmp_path / "out" / "config-at-bad" / "summary.json").exists()
+    assert (tmp_path / "out" / "code" / "journal.jsonl").exists()
+    assert summary["details"]["code"]["first_bad"]["subject"] == "raise the base loss"
+    assert repo.state() == before

@@ -111,7 +111,7 @@ def test_adam_matches_torch_optim(decoupled: bool, reference: type) -> None:
             o.zero_grad()
             model(x).pow(2).sum().backward()
             o.step()
-    for p, q in zip(ours.parameters(), theirs.parameters()):
+    for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
         torch.testing.assert_close(p, q)
 
 

@@ -28,9 +28,9 @@ from bisect_runs.errors import SettingsError
 from bisect_runs.executors.base import Executor, Launch, ProcessEnd
 from bisect_runs.executors.slurm import (
     SlurmExecutor,
-    job_env,
     _parse_states,
     _time_parameters,
+    job_env,
     slurm_states,
 )
 from bisect_runs.journal import read_journal

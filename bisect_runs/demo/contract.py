@@ -99,7 +99,7 @@ class Options:
     def has(self, key: str) -> bool:
         return self.data.get(key) is not None
 
-    def float(self, key: str, default: float | None) -> float | None:
+    def optional_number(self, key: str, default: float | None) -> float | None:
         """A number; YAML reads `1e-5` as a string, so strings holding numbers are accepted."""
         value = self.data.get(key, default)
         if value is None:
@@ -111,19 +111,19 @@ class Options:
         except (TypeError, ValueError):
             raise self._error(key, value, "a number") from None
 
-    def num(self, key: str, default: float) -> float:
+    def number(self, key: str, default: float) -> float:
         """A number that must be present or defaulted."""
-        value = self.float(key, default)
+        value = self.optional_number(key, default)
         return default if value is None else value
 
-    def int(self, key: str, default: int) -> int:
+    def integer(self, key: str, default: int) -> int:
         """An integer (2.0 is accepted as 2)."""
-        value = self.num(key, default)
+        value = self.number(key, default)
         if value != int(value):
             raise self._error(key, value, "an integer")
         return int(value)
 
-    def bool(self, key: str, default: bool) -> bool:
+    def flag(self, key: str, default: bool) -> bool:
         """A boolean (true/false, yes/no, 1/0)."""
         value = self.data.get(key, default)
         if value is None:

@@ -53,4 +53,4 @@ def phoneme_error_rate(hypotheses: Sequence[Sequence[int]], references: Sequence
     total = sum(len(r) for r in references)
     if total == 0:
         raise ValueError("references are all empty: PER is undefined")
-    return sum(edit_distance(h, r) for h, r in zip(hypotheses, references)) / total
+    return sum(edit_distance(h, r) for h, r in zip(hypotheses, references, strict=True)) / total

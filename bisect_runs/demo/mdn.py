@@ -14,12 +14,19 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
-from bisect_runs.demo.contract import MetricsLog, Options, RunArgs, cpu_threads, flatten, parse_args, read_config
+from bisect_runs.demo.contract import (
+    MetricsLog,
+    Options,
+    RunArgs,
+    cpu_threads,
+    flatten,
+    parse_args,
+    read_config,
+)
 from bisect_runs.demo.optim import Adam
 from bisect_runs.demo.speech import choose_device
 from bisect_runs.demo.synthetic import MdnSpec, MdnSplit, make_mdn
@@ -82,29 +89,29 @@ def mdn_config(opts: Options) -> MdnConfig:
     """Read model.*, train.* and eval.* keys (a flat file with bare keys works too)."""
     o = _Prefixed(opts)
     return MdnConfig(
-        n_components=o.int("model.n_components", 8),
-        d_model=o.int("model.d_model", 256),
-        n_layers=o.int("model.n_layers", 4),
-        n_heads=o.int("model.n_heads", 8),
-        n_slots=o.int("model.n_slots", 16),
+        n_components=o.integer("model.n_components", 8),
+        d_model=o.integer("model.d_model", 256),
+        n_layers=o.integer("model.n_layers", 4),
+        n_heads=o.integer("model.n_heads", 8),
+        n_slots=o.integer("model.n_slots", 16),
         slot_id_mode=o.choice("model.slot_id_mode", "fixed", SLOT_ID_MODES),
-        use_aux_loss=o.bool("model.use_aux_loss", False),
-        aux_loss_weight=o.num("model.aux_loss_weight", 0.1),
-        aux_loss_diagonal=o.bool("model.aux_loss_diagonal", False),
-        seed=o.int("train.seed", 0),
-        max_steps=o.int("train.max_steps", 10000),
-        batch_size=o.int("train.batch_size", 512),
-        lr=o.num("train.lr", 3e-4),
-        weight_decay=o.num("train.weight_decay", 0.0),
-        warmup_steps=o.int("train.warmup_steps", 0),
-        use_amp=o.bool("train.use_amp", False),
-        early_stop=o.bool("train.early_stop", False),
-        patience=o.int("train.patience", 10000),
-        perm_warmup_steps=o.int("train.perm_warmup_steps", 0),
-        eval_every=o.int("eval.eval_every", 500),
-        eval_batches=o.int("eval.eval_batches", 20),
+        use_aux_loss=o.flag("model.use_aux_loss", False),
+        aux_loss_weight=o.number("model.aux_loss_weight", 0.1),
+        aux_loss_diagonal=o.flag("model.aux_loss_diagonal", False),
+        seed=o.integer("train.seed", 0),
+        max_steps=o.integer("train.max_steps", 10000),
+        batch_size=o.integer("train.batch_size", 512),
+        lr=o.number("train.lr", 3e-4),
+        weight_decay=o.number("train.weight_decay", 0.0),
+        warmup_steps=o.integer("train.warmup_steps", 0),
+        use_amp=o.flag("train.use_amp", False),
+        early_stop=o.flag("train.early_stop", False),
+        patience=o.integer("train.patience", 10000),
+        perm_warmup_steps=o.integer("train.perm_warmup_steps", 0),
+        eval_every=o.integer("eval.eval_every", 500),
+        eval_batches=o.integer("eval.eval_batches", 20),
         eval_slot_id_mode=o.choice("eval.eval_slot_id_mode", "same_as_train", EVAL_SLOT_ID_MODES),
-        eval_perm_average=o.int("eval.eval_perm_average", 1),
+        eval_perm_average=o.integer("eval.eval_perm_average", 1),
     )
 
 
@@ -118,14 +125,14 @@ class _Prefixed:
         bare = key.split(".", 1)[1]
         return key if self.opts.has(key) or not self.opts.has(bare) else bare
 
-    def int(self, key: str, default: int) -> int:
-        return self.opts.int(self._key(key), default)
+    def integer(self, key: str, default: int) -> int:
+        return self.opts.integer(self._key(key), default)
 
-    def num(self, key: str, default: float) -> float:
-        return self.opts.num(self._key(key), default)
+    def number(self, key: str, default: float) -> float:
+        return self.opts.number(self._key(key), default)
 
-    def bool(self, key: str, default: bool) -> bool:
-        return self.opts.bool(self._key(key), default)
+    def flag(self, key: str, default: bool) -> bool:
+        return self.opts.flag(self._key(key), default)
 
     def choice(self, key: str, default: str, choices: Sequence[str]) -> str:
         return self.opts.choice(self._key(key), default, choices)

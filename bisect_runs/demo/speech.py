@@ -18,9 +18,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from bisect_runs.demo.contract import MetricsLog, Options, RunArgs, cpu_threads, parse_args, read_config
-from bisect_runs.demo.optim import Adam
+from bisect_runs.demo.contract import (
+    MetricsLog,
+    Options,
+    RunArgs,
+    cpu_threads,
+    parse_args,
+    read_config,
+)
 from bisect_runs.demo.decoding import collapse, effective_length, phoneme_error_rate
+from bisect_runs.demo.optim import Adam
 from bisect_runs.demo.synthetic import SpeechSpec, SpeechSplit, make_speech
 from bisect_runs.errors import BisectError
 
@@ -88,36 +95,36 @@ def speech_config(data: dict[str, Any], opts: Options) -> SpeechConfig:
     """Read the lab's keys; `weight_decay` or `l2_decay` (whichever is present) is the decay."""
     decay_key = "weight_decay" if opts.has("weight_decay") else "l2_decay"
     return SpeechConfig(
-        batch_size=opts.int("batchSize", 64),
-        lr_start=opts.num("lrStart", 0.02),
-        lr_end=opts.num("lrEnd", opts.num("lrStart", 0.02)),
-        n_units=opts.int("nUnits", 1024),
-        n_layers=opts.int("nLayers", 5),
-        n_batch=opts.int("nBatch", 10000),
-        seed=opts.int("seed", 0),
-        n_classes=opts.int("nClasses", 40),
-        n_features=opts.int("nInputFeatures", 256),
-        seq_len=opts.int("seqLen", 150),
-        max_frames=opts.int("maxTimeSeriesLen", 1200),
-        dropout=opts.num("dropout", 0.0),
-        input_dropout=opts.num("input_dropout", 0.0),
-        white_noise_sd=opts.num("whiteNoiseSD", 0.0),
-        constant_offset_sd=opts.num("constantOffsetSD", 0.0),
-        time_mask_prob=opts.num("time_mask_prob", 0.0),
-        freq_mask_prob=opts.num("freq_mask_prob", 0.0),
-        smooth_width=opts.num("gaussianSmoothWidth", 0.0),
-        stride_len=opts.int("strideLen", 4),
-        kernel_len=opts.int("kernelLen", 32),
-        bidirectional=opts.bool("bidirectional", False),
-        use_layer_norm=opts.bool("use_layer_norm", False),
+        batch_size=opts.integer("batchSize", 64),
+        lr_start=opts.number("lrStart", 0.02),
+        lr_end=opts.number("lrEnd", opts.number("lrStart", 0.02)),
+        n_units=opts.integer("nUnits", 1024),
+        n_layers=opts.integer("nLayers", 5),
+        n_batch=opts.integer("nBatch", 10000),
+        seed=opts.integer("seed", 0),
+        n_classes=opts.integer("nClasses", 40),
+        n_features=opts.integer("nInputFeatures", 256),
+        seq_len=opts.integer("seqLen", 150),
+        max_frames=opts.integer("maxTimeSeriesLen", 1200),
+        dropout=opts.number("dropout", 0.0),
+        input_dropout=opts.number("input_dropout", 0.0),
+        white_noise_sd=opts.number("whiteNoiseSD", 0.0),
+        constant_offset_sd=opts.number("constantOffsetSD", 0.0),
+        time_mask_prob=opts.number("time_mask_prob", 0.0),
+        freq_mask_prob=opts.number("freq_mask_prob", 0.0),
+        smooth_width=opts.number("gaussianSmoothWidth", 0.0),
+        stride_len=opts.integer("strideLen", 4),
+        kernel_len=opts.integer("kernelLen", 32),
+        bidirectional=opts.flag("bidirectional", False),
+        use_layer_norm=opts.flag("use_layer_norm", False),
         optimizer=opts.choice("optimizer", "adam", ("adam", "adamw")),
-        weight_decay=opts.num(decay_key, 0.0),
-        grad_clip_norm=opts.float("grad_clip_norm", None),
-        use_plateau_scheduler=opts.bool("use_plateau_scheduler", False),
-        plateau_patience=opts.int("plateau_patience", 2),
-        plateau_factor=opts.num("plateau_factor", 0.5),
-        use_amp=opts.bool("use_amp", False),
-        num_workers=opts.int("num_workers", 0),
+        weight_decay=opts.number(decay_key, 0.0),
+        grad_clip_norm=opts.optional_number("grad_clip_norm", None),
+        use_plateau_scheduler=opts.flag("use_plateau_scheduler", False),
+        plateau_patience=opts.integer("plateau_patience", 2),
+        plateau_factor=opts.number("plateau_factor", 0.5),
+        use_amp=opts.flag("use_amp", False),
+        num_workers=opts.integer("num_workers", 0),
     )
 
 
@@ -140,13 +147,13 @@ class GaussianSmoother(nn.Module):
         t = torch.arange(taps, dtype=torch.float32) - (taps - 1) / 2
         kernel = torch.exp(-0.5 * (t / width) ** 2) if width > 0 else (t.abs() < 1).float()
         kernel = kernel / kernel.sum()
+        self.kernel: torch.Tensor
         self.register_buffer("kernel", kernel.expand(channels, 1, taps).clone())
-        self.channels = channels
+        self.channels, self.taps = channels, taps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, F) -> (B, T, F), same length."""
-        taps = self.kernel.shape[-1]
-        padded = nn.functional.pad(x.transpose(1, 2), ((taps - 1) // 2, taps // 2))
+        padded = nn.functional.pad(x.transpose(1, 2), ((self.taps - 1) // 2, self.taps // 2))
         return nn.functional.conv1d(padded, self.kernel, groups=self.channels).transpose(1, 2)
 
 
@@ -248,7 +255,7 @@ def evaluate(model: SpeechDecoder, split: SpeechSplit, cfg: SpeechConfig, device
         logits = model(batch["x"].to(device), batch["day"].to(device)).float().cpu()
         best = logits.argmax(-1)
         lengths = output_lengths(batch["x_len"], cfg, logits.shape[1])
-        for row, n, y, m in zip(best, lengths, batch["y"], batch["y_len"]):
+        for row, n, y, m in zip(best, lengths, batch["y"], batch["y_len"], strict=True):
             hyps.append(collapse(row[: int(n)].tolist()))
             refs.append(y[: int(m)].tolist())
     model.train()
@@ -354,7 +361,7 @@ class TrainLoop:
         self.optimizer = make_optimizer(model, cfg)
         self.lr = LearningRate(cfg, steps)
         self.amp = cfg.use_amp and device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
         self.ctc = nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
         self.gen = torch.Generator().manual_seed(seed + 1)
 
@@ -389,13 +396,19 @@ class TrainLoop:
         log_probs = logits.float().log_softmax(-1).transpose(0, 1)
         lengths = output_lengths(batch["x_len"], self.cfg, logits.shape[1])
         loss = self.ctc(log_probs, batch["y"].to(self.device), lengths, batch["y_len"])
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
+        self.optimizer.zero_grad()
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)  # type: ignore[arg-type]  # duck-typed optimizer
         limit = self.cfg.grad_clip_norm if self.cfg.grad_clip_norm else math.inf
         norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), limit))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)  # type: ignore[arg-type]
+            self.scaler.update()
         return float(loss.detach()), norm
 
     def log_eval(self, log: MetricsLog, step: int, val: SpeechSplit, losses: list[float], norms: list[float], train_s: float) -> None:

@@ -106,7 +106,7 @@ def _render_sentence(spec: SpeechSpec, rng: np.random.Generator, templates: np.n
     phonemes = rng.integers(1, spec.n_classes + 1, size=count)
     latent = np.zeros((spec.lead + int(durations.sum()) + spec.trail, spec.n_features))
     t = spec.lead
-    for p, d in zip(phonemes, durations):
+    for p, d in zip(phonemes, durations, strict=True):
         envelope = np.sin(np.pi * (np.arange(d) + 0.5) / d)
         latent[t : t + d] += envelope[:, None] * templates[p]
         t += d

@@ -164,7 +164,8 @@ def _settings(entries: list[dict[str, Any]]) -> dict[str, Any]:
     """good, bad, metric, mode, steps, strategy from the journal's `search`/`start` event, if any."""
     for entry in entries:
         if entry.get("event") in ("search", "start", "settings"):
-            data = entry.get("settings") if isinstance(entry.get("settings"), dict) else entry
+            nested = entry.get("settings")
+            data: dict[str, Any] = nested if isinstance(nested, dict) else entry
             return {k: data[k] for k in ("good", "bad", "metric", "mode", "steps", "strategy") if k in data}
     return {}
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from bisect_runs.stats import pooled_sd, ratio_ci
 from bisect_runs.strategies import designs
 from bisect_runs.strategies.base import Decision, Observation, Point, Request, SearchContext, Strategy
 from bisect_runs.strategies.calibration import Calibration, a_point, b_point, calibrate
@@ -159,7 +160,8 @@ def short_of_regression(f: Finding) -> bool:
     """Whether all candidates together clearly fail to reproduce or repair the regression."""
     whole = frozenset(f.candidates)
     r, q = f.shares.get(whole) or f.model_shares(whole)
-    return min(r.high, q.high) < SHARE
+    dr, dq = f.direct.get(whole, (r, q))
+    return min(r.high, q.high, dr.high, dq.high) < SHARE
 
 
 def missing_candidates(f: Finding) -> list[int]:
@@ -202,12 +204,41 @@ def analyse(ev: Evidence, cands: list[int], screen: Screen) -> Finding:
     shares: dict[frozenset[int], tuple[Fraction, Fraction]] = {}
     for t in subsets:
         shares[t] = (model.fraction(a, t, a, b, DECISION_LEVEL), model.fraction(b - t, b, a, b, DECISION_LEVEL))
-    qualifying = [t for t, (r, q) in shares.items() if r.value >= SHARE and q.value >= SHARE]
+    direct = {t: direct_shares(ev, t) for t in shares}
+    qualifying = [
+        t for t, (r, q) in shares.items()
+        if r.value >= SHARE and q.value >= SHARE and min(direct[t][0].high, direct[t][1].high) >= SHARE
+    ]
     minimal = [t for t in qualifying if not any(u < t for u in qualifying)]
     if minimal:
         size = min(len(t) for t in minimal)
         minimal = sorted((t for t in minimal if len(t) == size), key=lambda t: -min(s.value for s in shares[t]))
-    return Finding(model=model, candidates=cands, shares=shares, minimal=minimal, notes=dict(screen.notes))
+    return Finding(model, cands, shares, minimal, dict(screen.notes), direct=direct)
+
+
+def direct_shares(ev: Evidence, t: frozenset[int]) -> tuple[Fraction, Fraction]:
+    """Model-free reproduce/repair shares of T from the runs at A, B, A + T and B - T themselves.
+
+    They guard against a model that misses an interaction: a set qualifies only if its own
+    runs do not clearly contradict the model.
+    """
+    n = ev.ctx.n_factors
+    a, b = a_point(), b_point(n)
+    groups = ev.grouped()
+    sd, df = pooled_sd(list(groups.values()))
+    unknown = Fraction(math.nan, -math.inf, math.inf)
+    ya, yb, yt, yu = (groups.get(p, []) for p in (a, b, frozenset(t), b - t))
+    if not (ya and yb) or not math.isfinite(sd) or df < 1:
+        return unknown, unknown
+    ma, mb, var = float(np.mean(ya)), float(np.mean(yb)), sd**2
+    den, var_den = mb - ma, var * (1 / len(ya) + 1 / len(yb))
+
+    def share(num: float, var_num: float, cov: float) -> Fraction:
+        return Fraction(*ratio_ci(num, den, var_num, var_den, cov, df, DECISION_LEVEL))
+
+    r = share(float(np.mean(yt)) - ma, var * (1 / len(yt) + 1 / len(ya)), var / len(ya)) if yt else unknown
+    q = share(mb - float(np.mean(yu)), var * (1 / len(yu) + 1 / len(yb)), var / len(yb)) if yu else unknown
+    return r, q
 
 
 def conclusive(f: Finding) -> bool:

@@ -57,19 +57,18 @@ def calibrate(
     first = max(2, first or FIRST_SEEDS)
     cap = max(cap or MAX_SEEDS, first)
     a, b = a_point(), b_point(ctx.n_factors)
-    pairs = 0
+    pending: list[Request] = []
     while True:
-        want = max(first - pairs, max(1, slots(ctx) // 2))
-        requests = []
-        for _ in range(want):
+        while len(pending) < slots(ctx):
             seed = ev.fresh_seed()
-            requests += [ev.request(a, seed), ev.request(b, seed)]
-        if slots(ctx) % 2 and len(requests) < slots(ctx):
-            requests.append(ev.request(b))
+            pending += [ev.request(a, seed), ev.request(b, seed)]
+        requests, pending = pending[: slots(ctx)], pending[slots(ctx) :]
         got = yield from ask(ev, requests, "calibrate", log)
         if got is None:
             return judge(ev, final=True, complete=False)
-        pairs += want
+        pairs = min(ev.count(a), ev.count(b))
+        if pairs < first:
+            continue
         result = judge(ev, final=pairs >= cap and not (pairs < EXTEND * cap and promising(ev)))
         if result is not None:
             return result
@@ -101,7 +100,11 @@ def judge(ev: Evidence, final: bool, complete: bool = True) -> Calibration | Non
 
 
 def beyond_min_effect(test: TestResult, min_effect: float) -> float:
-    """One-sided p-value that B is worse than A by more than `min_effect` (plain Welch when it is 0)."""
+    """One-sided p-value that B - A exceeds min_effect / 2, given an estimate of at least min_effect.
+
+    Testing against half the minimum effect keeps near-null differences (many small effects,
+    repeated looks) from passing as a regression without costing much power on real ones.
+    """
     if min_effect <= 0:
         return test.p
     if test.se == 0:

@@ -89,6 +89,13 @@ class Evidence:
         y = [worst if self.is_failed(o) else self.sign * float(o.value) for o in self.observations]  # type: ignore[arg-type]
         return points, np.asarray(y, dtype=float)
 
+    def grouped(self) -> dict[Point, list[float]]:
+        """Judged losses (failures at the failure loss) per point."""
+        out: dict[Point, list[float]] = defaultdict(list)
+        for p, v in zip(*self.table()):
+            out[p].append(float(v))
+        return out
+
     def losses(self, point: Point) -> list[float]:
         points, y = self.table()
         return [float(v) for p, v in zip(points, y) if p == point]

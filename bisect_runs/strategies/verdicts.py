@@ -14,6 +14,7 @@ from bisect_runs.strategies.evidence import Evidence
 
 SHARE = 0.7
 SYNERGY = 0.5
+SPARSE = 4  # a smallest explaining set larger than this is a diffuse regression, not a culprit
 HINT_STEPS = "raise --steps (the regression may only show later in training) or check that B really is worse"
 HINT_DIFFUSE = "group related keys (groups: in bisect.yaml) or raise --steps; no small set of differences explains it"
 
@@ -28,6 +29,7 @@ class Finding:
     minimal: list[frozenset[int]]
     notes: dict[str, Any] = field(default_factory=dict)
     complete: bool = True
+    direct: dict[frozenset[int], tuple[Fraction, Fraction]] = field(default_factory=dict)  # model-free shares
 
     def model_shares(self, t: frozenset[int], level: float = 0.9) -> tuple[Fraction, Fraction]:
         """(reproduce, repair) shares of T from the model."""
@@ -78,7 +80,7 @@ def decide(
     details = base_details(ev, cal, log)
     details["complete"] = complete
     regression = regression_effect(cal, ev)
-    if finding is None or not finding.minimal:
+    if finding is None or not finding.minimal or len(finding.minimal[0]) > SPARSE:
         details["classification"] = "diffuse"
         details["hint"] = HINT_DIFFUSE
         effects: list[Effect] = []
