@@ -81,6 +81,7 @@ class BisectOptions:
     seeds: int = 2
     calibration_seeds: int = 3
     max_seeds: int = 8
+    verify_seeds: int = 4  # runs at each of the two commits around the boundary before concluding
 
 
 @dataclass
@@ -244,10 +245,20 @@ class CommitBisection:
             per = max(self.options.seeds, spare // len(chosen))
             for k in chosen:
                 requests += self.requests(k, min(per, self.options.max_seeds))
+        return requests or self.verification()
+
+    def verification(self) -> list[Request]:
+        """Once the interval has closed: top up both boundary commits, so one unlucky verdict cannot stand."""
+        lo, hi = self.interval()
+        requests: list[Request] = []
+        for k in (lo, hi):
+            if 0 < k < self.n and self.at(k).runs < self.options.verify_seeds:
+                requests += self.requests(k, self.options.verify_seeds - self.at(k).runs)
         return requests
 
-    def settle(self, positions: set[int]) -> None:
-        for k in sorted(positions):
+    def settle(self) -> None:
+        """(Re)judge every measured commit: references and the noise estimate grow each round."""
+        for k in sorted(self.data):
             if 0 < k < self.n:
                 self.at(k).verdict = self.judge(k)  # undecided at max seeds: treated like a skip
 
@@ -311,7 +322,7 @@ def bisect_commits(ctx: SearchContext, options: BisectOptions | None = None) -> 
         observations = yield requests
         state.rounds += 1
         state.record(observations)
-        state.settle({position_of(r.point) for r in requests})
+        state.settle()
     return conclude(state)
 
 
@@ -634,7 +645,7 @@ class CodeSearch:
 def bisect_options(s: Settings) -> BisectOptions:
     """Seeds per commit from --seeds: that many to start (at least 2), four times as many at most."""
     seeds = max(2, s.seeds or 0)
-    return BisectOptions(seeds=seeds, calibration_seeds=max(3, seeds), max_seeds=max(8, 4 * seeds))
+    return BisectOptions(seeds=seeds, calibration_seeds=max(3, seeds), max_seeds=max(8, 4 * seeds), verify_seeds=2 * seeds)
 
 
 def config_format(s: Settings) -> str | None:

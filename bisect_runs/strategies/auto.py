@@ -152,7 +152,7 @@ def confirm(ev: Evidence, log: list[dict[str, Any]], screen: Screen, cal: Calibr
             if not extra:
                 return finding
             cands = cands + extra
-            family = [frozenset({i}) for i in cands] + [frozenset(cands)]
+            family = list(dict.fromkeys(family + [frozenset({i}) for i in extra] + [frozenset(cands)]))
             pending.clear()
 
 

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from bisect_runs.stats import t_interval
+from bisect_runs.stats import t_interval, welch
 from bisect_runs.strategies.base import Decision, Effect
 from bisect_runs.strategies.calibration import Calibration, a_point, b_point
 from bisect_runs.strategies.effects import Fraction, Model
@@ -135,10 +135,12 @@ def not_reproduced(ev: Evidence, cal: Calibration, log: list[dict[str, Any]]) ->
 
 
 def regression_effect(cal: Calibration, ev: Evidence) -> Effect:
+    """B vs A from every run of A and B, failures at the final failure loss."""
     n = ev.ctx.n_factors
-    if cal.test is None:
-        return Effect(tuple(range(n)), math.nan, -math.inf, math.inf, 1.0, None, 0)
-    t = cal.test
+    la, lb = ev.losses(a_point()), ev.losses(b_point(n))
+    if len(la) < 2 or len(lb) < 2:
+        return Effect(tuple(range(n)), math.nan, -math.inf, math.inf, 1.0, None, len(la) + len(lb))
+    t = welch(la, lb, "greater")
     return Effect(tuple(range(n)), t.diff, t.ci_low, t.ci_high, 1.0, t.p, t.n_a + t.n_b)
 
 
