@@ -231,10 +231,10 @@ class CommitBisection:
                 pending.append(k)
         return fresh, pending
 
-    def plan(self) -> list[Request]:
+    def plan(self, slots: int | None = None) -> list[Request]:
         """One round: more seeds for undecided commits, then new commits k-secting the interval."""
         fresh, pending = self.open_positions()
-        slots = max(1, self.ctx.parallel)
+        slots = max(1, self.ctx.parallel) if slots is None else slots
         requests: list[Request] = []
         for k in pending:
             requests += self.requests(k, min(self.options.seeds, self.options.max_seeds - self.at(k).runs))
@@ -315,6 +315,7 @@ def bisect_commits(ctx: SearchContext, options: BisectOptions | None = None) -> 
     reproduced = yield from _calibrate(state)
     if reproduced is not None:
         return reproduced
+    state.settle()
     while not _exhausted(state):
         requests = state.plan()
         if not requests:
@@ -332,6 +333,8 @@ def _calibrate(state: CommitBisection) -> Generator[list[Request], list[Observat
     count = max(opts.calibration_seeds, 2)
     while True:
         requests = state.requests(0, count - state.at(0).runs) + state.requests(n, count - state.at(n).runs)
+        if state.rounds == 0 and state.ctx.parallel - len(requests) >= opts.seeds:
+            requests += state.plan(state.ctx.parallel - len(requests))  # idle slots start the k-section
         observations = yield requests
         state.rounds += 1
         state.record(observations)

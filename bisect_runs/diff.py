@@ -375,7 +375,8 @@ def _compare_pair(key_a: str, key_b: str, a: Any, b: Any, strict: bool) -> Diffe
         return None if key_a == key_b else Difference(display, a, b, "changed", key_a, key_b, level="none")
     if values_equal(a, b, strict_types=strict):
         return None if key_a == key_b else Difference(display, a, b, "changed", key_a, key_b, level="none")
-    type_change = values_equal(a, b) or _type_class(a) != _type_class(b)
+    classes = {_type_class(a), _type_class(b)} - {"any"}  # null -> 0.1 is a change of value
+    type_change = values_equal(a, b) or len(classes) > 1
     return Difference(display, a, b, "type" if type_change else "changed", key_a, key_b)
 
 

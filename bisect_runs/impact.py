@@ -358,6 +358,8 @@ def _one_sided(noun: str, value: Any, *, added: bool) -> tuple[float, str]:
 
 def measure(rule: Rule, noun: str, a: Any, b: Any) -> tuple[float, str]:
     """Size of a change (1.0 = a big, qualitative change) and a short reason, by kind of value."""
+    if _number_lists(rule.kind_of_value, a, b):
+        return _elementwise_change(rule, noun, a, b)
     kind = _effective_kind(rule.kind_of_value, a, b)
     if kind == "boolean":
         return 1.0, f"{noun} {rule.verbs[0] if b else rule.verbs[1]}"
@@ -367,7 +369,30 @@ def measure(rule: Rule, noun: str, a: Any, b: Any) -> tuple[float, str]:
         return _probability_change(noun, a, b, rule.verbs)
     if kind in ("path", "text"):
         return 1.0, f"{noun} changed"
+    if kind == "choice" and _is_unset(a) != _is_unset(b):  # `scheduler: null -> cosine`
+        return 1.0, f"{noun} {rule.verbs[1] if _is_unset(b) else rule.verbs[0]} ({value_text(a)} -> {value_text(b)})"
     return 1.0, f"{noun} {value_text(a)} -> {value_text(b)}"
+
+
+def _number_lists(declared: str, a: Any, b: Any) -> bool:
+    """Two equally long lists of numbers under a numeric rule (`betas`, `image_size`)."""
+    if declared not in ("scale", "count", "probability", "auto"):
+        return False
+    if not (isinstance(a, list) and isinstance(b, list) and a and len(a) == len(b)):
+        return False
+    return all(_is_number(v) for v in (*a, *b))
+
+
+def _elementwise_change(rule: Rule, noun: str, a: list[Any], b: list[Any]) -> tuple[float, str]:
+    """The largest change among the elements; the reason names the element when only one moved."""
+    changed = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    if not changed:
+        return 0.0, f"{noun} {value_text(a)} -> {value_text(b)}"
+    sizes = [measure(rule, f"{noun}[{i}]", a[i], b[i]) for i in changed]
+    size, reason = max(sizes, key=lambda sr: sr[0])
+    if len(changed) > 1:
+        reason = f"{noun} {value_text(a)} -> {value_text(b)}"
+    return size, reason
 
 
 def _effective_kind(declared: str, a: Any, b: Any) -> str:
@@ -453,6 +478,11 @@ def _is_number(v: Any) -> bool:
 def _is_off(v: Any) -> bool:
     """Values that usually mean "this feature is not used"."""
     return v is None or v is False or (_is_number(v) and v == 0) or v in ("", "none", "None", [], {})
+
+
+def _is_unset(v: Any) -> bool:
+    """A choice that is not made (`scheduler: null`, `"none"`); unlike `_is_off`, 0 is a real choice."""
+    return v is None or (isinstance(v, str) and v.strip().lower() in ("", "none", "null"))
 
 
 def _type_name(v: Any) -> str:

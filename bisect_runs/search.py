@@ -9,6 +9,7 @@ observations. The decision is mapped back from factor indices to config keys.
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ from bisect_runs.journal import Journal
 from bisect_runs.metrics import MetricSpec
 from bisect_runs.progress import Progress
 from bisect_runs.project import Settings, load_project, make_settings
+from bisect_runs.report import write_report
 from bisect_runs.runner import TrialRunner
 from bisect_runs.sources import load_config
 from bisect_runs.strategies import drive, make_strategy
@@ -97,6 +99,7 @@ class Search:
         self.out_dir = settings.path(settings.out) or Path(settings.out)
         self.rounds: list[dict[str, Any]] = []
         self.outcomes: dict[tuple[Point, int], list[Outcome]] = {}
+        self.journal: Journal
 
     # -- points -> trials -------------------------------------------------------------
 
@@ -170,6 +173,12 @@ class Search:
                 seed_key=s.seed_key,
                 gpus_per_trial=s.gpus_per_trial,
             )
+            journal.event(
+                "search", good=s.good, bad=s.bad, metric=s.metric, mode=s.mode, steps=s.steps,
+                strategy=s.strategy, command=s.command, executor=s.executor,
+                factors=[{"name": f.name, "keys": _factor_keys(f)} for f in self.factors],
+            )  # fmt: skip
+            self.journal = journal
             ctx = self.context(executor.capacity)
             if not self.factors:
                 decision = Decision(False, [], [], "The configs do not differ in any searchable key.")
@@ -196,6 +205,7 @@ class Search:
         self.rounds.append(
             {"round": len(self.rounds) + 1, "trials": [[t.label, t.seed, t.id] for t in trials]}
         )
+        self.journal.event("round", number=len(self.rounds), trials=self.rounds[-1]["trials"])
         observations = []
         for request, outcome in zip(requests, outcomes, strict=True):
             self.outcomes.setdefault((request.point, request.seed), []).append(outcome)
@@ -229,6 +239,7 @@ class Search:
             complete=complete,
         )
         write_summary(self.out_dir, result)
+        write_report(self.out_dir)
         return result
 
 
@@ -256,12 +267,24 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: sorted(o) if isinstance(o, (set, frozenset)) else str(o)))
 
 
+def _finite(value: Any) -> Any:
+    """Strict JSON: an unbounded interval end (inf) or an undefined number (nan) becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_summary(out_dir: Path, result: SearchResult) -> Path:
     """Write summary.json atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / SUMMARY_FILE
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result.to_json(), indent=2, allow_nan=False, default=str) + "\n", encoding="utf-8")
+    text = json.dumps(_finite(result.to_json()), indent=2, allow_nan=False, default=str)
+    tmp.write_text(text + "\n", encoding="utf-8")
     tmp.replace(path)
     return path
 

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import special
 
 ALTERNATIVES = ("two-sided", "greater", "less")
+Values = Sequence[float] | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def _cdf(t: float, df: float) -> float:
     return float(special.stdtr(max(df, 1e-9), t))
 
 
-def welch(a: Sequence[float], b: Sequence[float], alternative: str = "two-sided", level: float = 0.95) -> TestResult:
+def welch(a: Values, b: Values, alternative: str = "two-sided", level: float = 0.95) -> TestResult:
     """Welch's unequal-variance t-test of mean(b) - mean(a); `greater` asks whether b is larger."""
     _check_alternative(alternative)
     xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -111,7 +112,7 @@ def welch(a: Sequence[float], b: Sequence[float], alternative: str = "two-sided"
     return TestResult(diff, se, df, t, t_p_value(t, df, alternative), low, high, len(xa), len(xb))
 
 
-def holm(p_values: Sequence[float]) -> list[float]:
+def holm(p_values: Values) -> list[float]:
     """Holm step-down adjusted p-values (family-wise error control, in the input order)."""
     p = np.asarray(p_values, dtype=float)
     m = len(p)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from bisect_runs.diff import Difference, DiffResult, Factor
 from bisect_runs.normalize import value_text
+from bisect_runs.sources import LoadedConfig
 
 FORMATS = ("table", "markdown", "json", "csv")
 CSV_FIELDS = ("key", "a", "b", "kind", "level", "score", "reason", "category", "factor", "key_a", "key_b", "a_default", "b_default")
@@ -86,7 +87,11 @@ def _joined(differences: list[Difference], side: str) -> str:
 
 def render_table(result: DiffResult, *, show_all: bool = False) -> str:
     """Aligned columns for a terminal, with both sources named above and hidden keys below."""
-    lines = [f"A (good): {result.good.source}", f"B (bad):  {result.bad.source}", ""]
+    lines = [
+        f"A (good): {result.good.source}{source_note(result.good)}",
+        f"B (bad):  {result.bad.source}{source_note(result.bad)}",
+        "",
+    ]
     table = [("level", "key(s)", "A", "B", "why")]
     table += [(r.level, ", ".join(r.keys), _cut(r.a), _cut(r.b), r.reason) for r in rows(result, show_all=show_all)]
     if len(table) == 1:
@@ -99,6 +104,19 @@ def render_table(result: DiffResult, *, show_all: bool = False) -> str:
                 lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 3)
     footer = _hidden_note(hidden(result, show_all=show_all), "")
     return "\n".join(lines + ([""] + [footer] if footer else [])).rstrip() + "\n"
+
+
+def source_note(loaded: LoadedConfig) -> str:
+    """Where a config came from beyond its name: git commit, Hydra overrides, checkpoint entry."""
+    notes = []
+    prov = loaded.provenance
+    if prov.get("git_commit"):
+        notes.append(f"commit {str(prov['git_commit'])[:10]}")
+    if prov.get("hydra_overrides"):
+        notes.append("Hydra overrides: " + " ".join(map(str, prov["hydra_overrides"])))
+    if prov.get("checkpoint_key"):
+        notes.append(f"checkpoint entry '{prov['checkpoint_key']}'")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def _cut(text: str) -> str:
@@ -124,8 +142,8 @@ def render_markdown(result: DiffResult, *, show_all: bool = False) -> str:
     lines = [
         "## Config differences",
         "",
-        f"- **A (good):** {_code(result.good.source)}",
-        f"- **B (bad):** {_code(result.bad.source)}",
+        f"- **A (good):** {_code(result.good.source)}{_escape(source_note(result.good))}",
+        f"- **B (bad):** {_code(result.bad.source)}{_escape(source_note(result.bad))}",
         "",
     ]
     shown = rows(result, show_all=show_all)

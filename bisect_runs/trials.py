@@ -415,8 +415,17 @@ def classify(end: ProcessEnd, read: MetricRead, spec: MetricSpec, stderr_tail: s
         if end.returncode != 0:
             last = stderr_tail.strip().splitlines()[-1:] if stderr_tail.strip() else []
             return CRASHED, (end.detail + "; " if end.detail else "") + stop + (f": {last[0][:200]}" if last else "")
-        return CRASHED, f"no value of {spec.name!r} in {read.where}" + _problems(read)
+        return CRASHED, f"no value of {spec.name!r} in {read.where}" + _logged_names(read) + _problems(read)
     return OK, ""
+
+
+def _logged_names(read: MetricRead, shown: int = 8) -> str:
+    """What the run did log, so a misspelt metric name is easy to spot."""
+    names = sorted(read.series)
+    if not names:
+        return ""
+    more = ", ..." if len(names) > shown else ""
+    return f" (it logged {', '.join(names[:shown])}{more})"
 
 
 def _stopped_after_nonfinite(read: MetricRead, stderr_tail: str) -> str:

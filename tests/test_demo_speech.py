@@ -118,15 +118,15 @@ def test_adam_matches_torch_optim(decoupled: bool, reference: type) -> None:
 def test_config_reads_yaml_string_numbers_and_either_decay_key(tmp_path: Path) -> None:
     data = yaml.safe_load((CONFIGS / "baseline").read_text())
     assert data["l2_decay"] == "1e-5"  # PyYAML reads it as a string
-    cfg = speech.speech_config(data, Options(data, CONFIGS / "baseline"))
+    cfg = speech.speech_config(Options(data, CONFIGS / "baseline"))
     assert cfg.weight_decay == 1e-5 and cfg.optimizer == "adam" and cfg.grad_clip_norm is None
     renamed = {k if k != "l2_decay" else "weight_decay": v for k, v in data.items()}
-    assert speech.speech_config(renamed, Options(renamed, tmp_path)).weight_decay == 1e-5
+    assert speech.speech_config(Options(renamed, tmp_path)).weight_decay == 1e-5
 
 
 def test_defaults_file_agrees_with_the_trainer() -> None:
     defaults = yaml.safe_load((CONFIGS / "speech_defaults.yaml").read_text())
-    empty = speech.speech_config({}, Options({}, Path("empty")))
+    empty = speech.speech_config(Options({}, Path("empty")))
     assert empty.optimizer == defaults["optimizer"]
     assert empty.weight_decay == defaults["weight_decay"] == defaults["l2_decay"]
     assert empty.grad_clip_norm == defaults["grad_clip_norm"]
@@ -139,7 +139,7 @@ def test_defaults_file_agrees_with_the_trainer() -> None:
 
 def test_scales_shrink_the_model_not_the_config() -> None:
     data = yaml.safe_load((CONFIGS / "run11").read_text())
-    cfg = speech.speech_config(data, Options(data, CONFIGS / "run11"))
+    cfg = speech.speech_config(Options(data, CONFIGS / "run11"))
     assert speech.shrink(cfg, speech.SCALES["full"]) == {"n_units": 1024, "n_layers": 5, "n_features": 256, "max_frames": 1200, "seq_len": 150}
     tiny = speech.shrink(cfg, speech.SCALES["tiny"])
     assert tiny["n_units"] < 1024 and tiny["n_features"] < 256 and tiny["max_frames"] < 1200
@@ -149,7 +149,7 @@ def test_scales_shrink_the_model_not_the_config() -> None:
 
 def test_evaluation_is_deterministic() -> None:
     data = yaml.safe_load((CONFIGS / "run11").read_text())  # dropout, masking and LayerNorm all on
-    cfg = speech.speech_config(data, Options(data, CONFIGS / "run11"))
+    cfg = speech.speech_config(Options(data, CONFIGS / "run11"))
     spec = SpeechSpec(n_days=2, n_features=8, n_classes=cfg.n_classes, max_frames=80, max_phonemes=8, train_per_day=4, val_per_day=8)
     _, val = make_speech(spec, data_seed=0)
     torch.manual_seed(0)

@@ -20,7 +20,7 @@ BAD = Path(__file__).parent / "fixtures" / "sources" / "bad"
         ("duplicate.json", "line 4: duplicate key 'lr' (first at line 2)"),
         ("syntax.yaml", "line 3, column 11: mapping values are not allowed here"),
         ("syntax.json", "line 4, column 1: Expecting property name enclosed in double quotes"),
-        ("bad.toml", "line 2, column 9: Cannot overwrite a value"),
+        ("bad.toml", "line 2, column 9: Cannot overwrite a value (duplicate key 'lr')"),
         ("list.yaml", "top level is a list, expected a mapping of keys"),
         ("empty.yaml", "empty file"),
         ("comments_only.yaml", "empty config (no keys)"),

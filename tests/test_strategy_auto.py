@@ -193,3 +193,12 @@ def test_wrong_priors_do_not_change_the_answer() -> None:
     sc = scenario("single", 4.0, 12, prior="misleading")
     decision, *_ = solve(sc)
     assert culprit_sets(decision) == {frozenset(sc.truth[0])}
+
+
+def test_details_are_strict_json() -> None:
+    import json
+
+    for kind in ("single", "null", "nan_and", "diffuse"):
+        decision, *_ = solve(scenario(kind, 30.0, 2))
+        json.dumps(decision.details, allow_nan=False)
+        assert {"classification", "divergence_rates", "rounds", "noise_sd", "d"} <= set(decision.details)

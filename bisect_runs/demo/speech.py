@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -91,7 +90,7 @@ class SpeechConfig:
     num_workers: int
 
 
-def speech_config(data: dict[str, Any], opts: Options) -> SpeechConfig:
+def speech_config(opts: Options) -> SpeechConfig:
     """Read the lab's keys; `weight_decay` or `l2_decay` (whichever is present) is the decay."""
     decay_key = "weight_decay" if opts.has("weight_decay") else "l2_decay"
     return SpeechConfig(
@@ -211,6 +210,16 @@ def gather(split: SpeechSplit, index: Sequence[int]) -> dict[str, torch.Tensor]:
     }
 
 
+class Gather:
+    """The DataLoader's collate function (a class, so spawned workers can unpickle it)."""
+
+    def __init__(self, split: SpeechSplit) -> None:
+        self.split = split
+
+    def __call__(self, index: Sequence[int]) -> dict[str, torch.Tensor]:
+        return gather(self.split, index)
+
+
 def augment(batch: dict[str, torch.Tensor], cfg: SpeechConfig, gen: torch.Generator) -> torch.Tensor:
     """White noise, per-trial constant offset, time and channel masking (training only)."""
     x = batch["x"].clone()
@@ -300,7 +309,7 @@ def batches(train: SpeechSplit, cfg: SpeechConfig, steps: int, seed: int) -> Dat
         Trials(train),
         batch_size=cfg.batch_size,
         sampler=sampler,
-        collate_fn=lambda index: gather(train, index),
+        collate_fn=Gather(train),
         num_workers=cfg.num_workers,
         worker_init_fn=_one_thread if cfg.num_workers else None,
     )
@@ -321,7 +330,7 @@ def train(args: RunArgs) -> int:
     """Train one run and log it; returns the process exit status (0 also when diverged)."""
     source = args.config
     opts = Options(read_config(source), source)
-    cfg = speech_config(dict(opts.data), opts)
+    cfg = speech_config(opts)
     steps = args.steps or cfg.n_batch
     seed = cfg.seed if args.seed is None else args.seed
     device = choose_device(args.device)

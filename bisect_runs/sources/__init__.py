@@ -19,7 +19,6 @@ from bisect_runs.sources.loaded import FORMATS, LoadedConfig, SourceProblem
 __all__ = ["FORMATS", "LoadedConfig", "load_config", "CONFIG_SUFFIXES"]
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
-TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 HF_NAMES = ("training_args.json", "config.json")
 _SNIFF_BYTES = 8192
@@ -47,6 +46,9 @@ def load_path(path: Path, fmt: str | None, where: str) -> LoadedConfig:
         raise ConfigError(f"{where}: {exc}") from exc
     except RecursionError as exc:
         raise ConfigError(f"{where}: config nested too deeply") from exc
+    except OSError as exc:  # e.g. a directory that cannot be listed
+        name = f" {exc.filename}" if exc.filename and str(exc.filename) != str(path) else ""
+        raise ConfigError(f"{where}: cannot read{name} ({exc.strerror or exc})") from exc
 
 
 def _load_directory(path: Path, fmt: str | None, where: str) -> LoadedConfig:
@@ -57,6 +59,13 @@ def _load_directory(path: Path, fmt: str | None, where: str) -> LoadedConfig:
     if fmt not in (None, "dir"):
         raise SourceProblem(f"format '{fmt}' is read from a file, but this is a directory")
     parts = _directory_parts(path)
+    runs = trackers.hydra_multirun_jobs(path) if fmt is None and set(parts) <= {"multirun"} else []
+    if runs:
+        shown = ", ".join(runs[:5]) + (", ..." if len(runs) > 5 else "")
+        raise SourceProblem(
+            f"a Hydra multirun directory of {len(runs)} runs ({shown}); "
+            f"compare one run with another, e.g. {Path(where) / runs[0]}"
+        )
     if not parts:
         suffixes = ", ".join(CONFIG_SUFFIXES)
         raise SourceProblem(f"directory holds no config files ({suffixes})")
@@ -71,8 +80,9 @@ def _load_special_directory(path: Path, fmt: str | None, where: str) -> LoadedCo
     hydra_file = trackers.hydra_config_file(path) if fmt in (None, "hydra") else None
     if hydra_file is not None:
         loaded = _read_text_format(hydra_file.read_bytes(), hydra_file.name, "hydra", where)
-        loaded.path = path
-        loaded.name = path.name
+        run_dir = hydra_file.parent.parent  # also when the `.hydra` directory itself was given
+        loaded.path = run_dir
+        loaded.name = run_dir.name
         loaded.provenance["hydra_layout"] = "dir"
         loaded.provenance["hydra_overrides"] = trackers.hydra_overrides(hydra_file.parent)
         return loaded
@@ -135,13 +145,18 @@ def _directory_parts(path: Path) -> dict[str, LoadedConfig]:
 
 
 def _load_file(path: Path, fmt: str | None, where: str) -> LoadedConfig:
-    """One config file on disk."""
+    """One config file on disk (a checkpoint is handed to torch by path, never read whole here)."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+            checkpoint = fmt == "torch" or (fmt is None and _is_checkpoint(head))
+            raw = head if checkpoint else head + handle.read()
     except OSError as exc:
         raise SourceProblem(f"cannot read ({exc.strerror or exc})") from exc
     if fmt is None and path.name == "config.yaml" and path.parent.name == ".hydra":
         fmt = "hydra"
+    if checkpoint:
+        fmt = "torch"
     loaded = load_bytes(raw, path.name, fmt, where, path)
     if loaded.format == "hydra":
         loaded.provenance["hydra_overrides"] = trackers.hydra_overrides(path.parent)
@@ -180,13 +195,11 @@ def load_bytes(
 def detect_format(raw: bytes, name: str) -> str:
     """Guess a file's format from its name, then its content."""
     suffix = Path(name).suffix.lower()
-    if binary.is_zip(raw) or binary.is_legacy_torch(raw):
+    if _is_checkpoint(raw):
         return "torch"
     if binary.is_pickle(raw) or suffix in PICKLE_SUFFIXES:
         return "pickle"  # also an args file pickled by hand and named `.pt`
-    if suffix in TORCH_SUFFIXES:
-        return "torch"
-    text = _decode(raw)
+    text = _decode(raw)  # a `.bin`/`.pt` that is neither a zip nor a pickle is no checkpoint either
     by_name = {"hparams.yaml": "lightning", **{n: "hf" for n in HF_NAMES}}.get(name)
     if by_name:
         return by_name
@@ -214,15 +227,33 @@ def _sniff_text(text: str) -> str:
         return "yaml"
 
 
+def _is_checkpoint(raw: bytes) -> bool:
+    """`torch.save` output: a zip archive, or the legacy format's magic number."""
+    return binary.is_zip(raw) or binary.is_legacy_torch(raw)
+
+
 def _decode(raw: bytes) -> str:
-    """UTF-8 text (BOM allowed); NUL bytes or undecodable bytes mean a binary file."""
+    """UTF-8 text (BOM allowed); NUL bytes or mostly undecodable bytes mean a binary file."""
     message = "binary file, not a config format bisect-runs reads (expected YAML, JSON, TOML, Python, a pickle or a torch checkpoint)"
     if b"\x00" in raw[:_SNIFF_BYTES]:
         raise SourceProblem(message)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise SourceProblem(message) from exc
+        if not _mostly_text(raw[:_SNIFF_BYTES]):
+            raise SourceProblem(message) from exc
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SourceProblem(
+            f"line {line}, column {column}: byte 0x{raw[exc.start]:02x} is not UTF-8 "
+            "(save the file as UTF-8; Latin-1 or Windows-1252 text is not read)"
+        ) from exc
+
+
+def _mostly_text(head: bytes) -> bool:
+    """Printable ASCII and whitespace make up nearly all of it: text in a legacy encoding."""
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
+    return printable >= 0.9 * len(head)
 
 
 def _read_text_format(
@@ -247,6 +278,8 @@ def _read_text_format(
         data = parsed.data
         if parsed.skipped:
             provenance["skipped_statements"] = parsed.skipped
+        if parsed.expressions:
+            provenance["unevaluated"] = parsed.expressions
     elif fmt == "argparse":
         data = python.parse_namespace(text)
     else:

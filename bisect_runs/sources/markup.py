@@ -86,4 +86,17 @@ def parse_toml(text: str) -> dict[str, Any]:
         match = _TOML_AT.match(message)
         if match:
             message = f"line {match['line']}, column {match['col']}: {match['msg']}"
+            key = _toml_key_at(text, int(match["line"]))
+            if key and match["msg"].startswith(("Cannot overwrite", "Cannot declare")):
+                message += f" (duplicate key '{key}')"
         raise SourceProblem(message) from exc
+
+
+_TOML_KEY = re.compile(r"^\s*(\[\[?\s*)?(?P<key>[\w.\-\"' ]+?)\s*(\]\]?|=)")
+
+
+def _toml_key_at(text: str, line: int) -> str:
+    """The key (or table name) defined on a line of TOML text, for naming a duplicate."""
+    lines = text.splitlines()
+    found = _TOML_KEY.match(lines[line - 1]) if 0 < line <= len(lines) else None
+    return found["key"].strip() if found else ""

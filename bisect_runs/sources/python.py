@@ -43,6 +43,7 @@ class PythonConfig:
     data: dict[str, Any]
     assignments: dict[str, Assignment] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    expressions: list[str] = field(default_factory=list)  # names whose value is kept as source text
 
 
 def parse_python_config(text: str) -> PythonConfig:
@@ -85,7 +86,12 @@ def _read_assignment(stmt: ast.Assign | ast.AnnAssign, result: PythonConfig) -> 
         raise SourceProblem(f"line {stmt.lineno}: only `name = value` assignments are read")
     name = targets[0].id
     value_node = stmt.value
-    result.data[name] = evaluate(value_node, result.data)
+    try:
+        result.data[name] = evaluate(value_node, result.data)
+    except SourceProblem:
+        # `'ft-' + str(time.time())`: unknowable without running it, so compared as its text
+        result.data[name] = ast.unparse(value_node)
+        result.expressions.append(f"line {stmt.lineno}: {name}")
     result.assignments[name] = Assignment(
         name=name,
         line=value_node.lineno,

@@ -50,9 +50,19 @@ def wandb_config_file(directory: Path) -> Path | None:
 
 
 def hydra_config_file(directory: Path) -> Path | None:
-    """`.hydra/config.yaml` of a Hydra output directory."""
-    candidate = directory / ".hydra" / "config.yaml"
-    return candidate if candidate.is_file() else None
+    """`.hydra/config.yaml` of a Hydra output directory (or of the `.hydra` directory itself)."""
+    for candidate in (directory / ".hydra" / "config.yaml", directory / "config.yaml"):
+        if candidate.is_file() and candidate.parent.name == ".hydra":
+            return candidate
+    return None
+
+
+def hydra_multirun_jobs(directory: Path) -> list[str]:
+    """Job sub-directories (`0`, `1`, ...) of a Hydra multirun sweep directory; [] if it is none."""
+    jobs = [p for p in directory.iterdir() if p.is_dir() and (p / ".hydra" / "config.yaml").is_file()]
+    if not jobs or not ((directory / "multirun.yaml").is_file() or len(jobs) > 1):
+        return []
+    return sorted((p.name for p in jobs), key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n))
 
 
 def hydra_overrides(hydra_dir: Path) -> list[str]:

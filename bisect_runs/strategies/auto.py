@@ -17,7 +17,13 @@ import numpy as np
 
 from bisect_runs.stats import pooled_sd, ratio_ci
 from bisect_runs.strategies import designs
-from bisect_runs.strategies.base import Decision, Observation, Point, Request, SearchContext, Strategy
+from bisect_runs.strategies.base import (
+    Observation,
+    Point,
+    Request,
+    SearchContext,
+    Strategy,
+)
 from bisect_runs.strategies.calibration import Calibration, a_point, b_point, calibrate
 from bisect_runs.strategies.effects import Fraction, Model
 from bisect_runs.strategies.evidence import Evidence
@@ -51,7 +57,7 @@ def auto(ctx: SearchContext, always_screen: bool = False) -> Strategy:
     """Calibrate, screen, confirm; `always_screen` forces the design-based path even for n <= 2."""
     ev = Evidence(ctx)
     log: list[dict[str, Any]] = []
-    cal = yield from calibrate(ev, log, first=getattr(ctx, "seeds", None))
+    cal = yield from calibrate(ev, log, first=ctx.seeds)
     if not cal.reproduced:
         return not_reproduced(ev, cal, log)
     if ctx.n_factors <= 2 and not always_screen:
@@ -73,7 +79,7 @@ def run_screen(ev: Evidence, log: list[dict[str, Any]], cal: Calibration) -> Pha
     queue: deque[np.ndarray] = deque()
     done = 0
     while True:
-        requests = []
+        requests: list[Request] = []
         while len(requests) < p:
             if not queue:
                 queue.extend(next(blocks))

@@ -71,6 +71,7 @@ class SearchContext:
     alpha: float = 0.05
     failure_value: float | None = None  # metric value a diverged/crashed run counts as
     prior_scores: list[float] = field(default_factory=list)  # impact scores, same order as factors
+    seeds: int | None = None  # seeds per arm for oat/ddmin and the first calibration look (--seeds)
     seed_base: int = 0
     runs_used: int = 0  # maintained by the driver
     out_of_time: bool = False  # set by the driver when --max-hours is exhausted

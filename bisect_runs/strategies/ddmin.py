@@ -12,11 +12,23 @@ from typing import Any
 
 import numpy as np
 
-from bisect_runs.strategies.base import Decision, Observation, Point, Request, SearchContext, Strategy
+from bisect_runs.strategies.base import (
+    Decision,
+    Observation,
+    Point,
+    Request,
+    SearchContext,
+    Strategy,
+)
 from bisect_runs.strategies.calibration import Calibration, a_point, b_point, judge
 from bisect_runs.strategies.evidence import Evidence
 from bisect_runs.strategies.rounds import ask, slots
-from bisect_runs.strategies.verdicts import base_details, not_reproduced, regression_effect
+from bisect_runs.strategies.verdicts import (
+    base_details,
+    json_safe,
+    not_reproduced,
+    regression_effect,
+)
 
 SEEDS = 3
 PASS, FAIL = "pass", "fail"
@@ -27,7 +39,7 @@ def ddmin(ctx: SearchContext) -> Strategy:
     ev = Evidence(ctx)
     log: list[dict[str, Any]] = []
     n = ctx.n_factors
-    seeds = [ev.fresh_seed() for _ in range(max(2, getattr(ctx, "seeds", None) or SEEDS))]
+    seeds = [ev.fresh_seed() for _ in range(max(2, ctx.seeds or SEEDS))]
     outcome = yield from run_tests(ev, [a_point(), b_point(n)], seeds, log)
     cal = judge(ev, final=True, complete=outcome is not None) or Calibration(False, None, ev.noise_sd(), False)
     if not cal.reproduced:
@@ -95,4 +107,4 @@ def judge_dd(ev: Evidence, cal: Calibration, culprit: list[int], log: list[dict[
     details.update(classification="single" if len(culprit) == 1 else "combination", complete=complete)
     names = ev.ctx.factor_names or [str(i) for i in range(ev.ctx.n_factors)]
     verdict = "Delta debugging isolated {" + ", ".join(names[i] for i in culprit) + "}."
-    return Decision(True, [culprit] if culprit else [], [], verdict, regression_effect(cal, ev), details)
+    return Decision(True, [culprit] if culprit else [], [], verdict, regression_effect(cal, ev), json_safe(details))

@@ -7,7 +7,7 @@ Rows are points (the factors set to B); a design block is analysed with its fold
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -41,7 +41,7 @@ def _paley(q: int) -> np.ndarray:
     return np.eye(q + 1, dtype=int) + s
 
 
-@lru_cache(maxsize=None)
+@cache
 def hadamard(order: int) -> np.ndarray:
     """A normalized Hadamard matrix (first column all +1) of the given order (1, 2 or a multiple of 4)."""
     if order % 4 == 0 and is_prime(order - 1) and (order - 1) % 4 == 3:
@@ -58,7 +58,7 @@ def hadamard(order: int) -> np.ndarray:
     return h
 
 
-@lru_cache(maxsize=None)
+@cache
 def _available() -> frozenset[int]:
     found = {1, 2}
     for order in range(4, 1025, 4):
@@ -91,7 +91,7 @@ def design_matrix(n: int) -> np.ndarray:
 
 def row_to_point(row: np.ndarray, factors: list[int]) -> Point:
     """The point of a design row whose columns stand for `factors`."""
-    return frozenset(f for f, x in zip(factors, row) if x > 0)
+    return frozenset(f for f, x in zip(factors, row, strict=True) if x > 0)
 
 
 def blocks(n: int) -> itertools.cycle[np.ndarray]:

@@ -91,5 +91,6 @@ class Model:
 
     def synergy(self, i: int, j: int, level: float = 0.95) -> Fraction:
         """The interaction of i and j as a share of the regression (AND ~ +1, additive ~ 0, OR ~ -1)."""
-        a, b = frozenset(), frozenset(range(self.n))
+        a: Point = frozenset()
+        b: Point = frozenset(range(self.n))
         return self.ratio(self.interaction_vector(i, j), self.row(b) - self.row(a), level)

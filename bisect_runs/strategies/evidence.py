@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bisect_runs.stats import pooled_sd
-from bisect_runs.strategies.base import FAILED, INFRA, OK, Observation, Point, Request, SearchContext
+from bisect_runs.strategies.base import (
+    FAILED,
+    INFRA,
+    OK,
+    Observation,
+    Point,
+    Request,
+    SearchContext,
+)
 
 FAILURE_MARGIN_SD = 3.0  # how far beyond the worst finished run a failure lands, in noise sd
 
@@ -92,13 +100,13 @@ class Evidence:
     def grouped(self) -> dict[Point, list[float]]:
         """Judged losses (failures at the failure loss) per point."""
         out: dict[Point, list[float]] = defaultdict(list)
-        for p, v in zip(*self.table()):
+        for p, v in zip(*self.table(), strict=True):
             out[p].append(float(v))
         return out
 
     def losses(self, point: Point) -> list[float]:
         points, y = self.table()
-        return [float(v) for p, v in zip(points, y) if p == point]
+        return [float(v) for p, v in zip(points, y, strict=True) if p == point]
 
     def failure_rates(self) -> dict[Point, tuple[int, int]]:
         """Per point: (failed runs, judged runs)."""

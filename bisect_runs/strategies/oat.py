@@ -14,7 +14,13 @@ from bisect_runs.strategies.base import Decision, Effect, Request, SearchContext
 from bisect_runs.strategies.calibration import Calibration, a_point, b_point, judge
 from bisect_runs.strategies.evidence import Evidence
 from bisect_runs.strategies.rounds import ask, slots
-from bisect_runs.strategies.verdicts import SHARE, base_details, not_reproduced, regression_effect
+from bisect_runs.strategies.verdicts import (
+    SHARE,
+    base_details,
+    json_safe,
+    not_reproduced,
+    regression_effect,
+)
 
 SEEDS = 3
 
@@ -25,7 +31,7 @@ def oat(ctx: SearchContext) -> Strategy:
     log: list[dict[str, Any]] = []
     n = ctx.n_factors
     a, b = a_point(), b_point(n)
-    seeds = [ev.fresh_seed() for _ in range(max(2, getattr(ctx, "seeds", None) or SEEDS))]
+    seeds = [ev.fresh_seed() for _ in range(max(2, ctx.seeds or SEEDS))]
     points = [a, b] + [frozenset({i}) for i in range(n)] + [b - {i} for i in range(n)]
     todo: list[Request] = [ev.request(p, s) for p in dict.fromkeys(points) for s in seeds]
     complete = True
@@ -74,4 +80,4 @@ def judge_oat(ev: Evidence, cal: Calibration, log: list[dict[str, Any]], complet
     found = ", ".join("{" + ", ".join(names[i] for i in c) + "}" for c in culprits)
     verdict = f"One factor at a time: {found} ({kind})." if culprits else "One factor at a time found no culprit."
     effects.sort(key=lambda e: -e.effect)
-    return Decision(True, culprits, effects, verdict, regression_effect(cal, ev), details)
+    return Decision(True, culprits, effects, verdict, regression_effect(cal, ev), json_safe(details))

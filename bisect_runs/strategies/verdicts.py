@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from bisect_runs.stats import t_interval, welch
 from bisect_runs.strategies.base import Decision, Effect
 from bisect_runs.strategies.calibration import Calibration, a_point, b_point
@@ -94,7 +96,7 @@ def decide(
         )
         if not complete:
             verdict += " The budget ran out before a decision."
-        return Decision(True, [], effects, verdict, regression, details)
+        return Decision(True, [], effects, verdict, regression, json_safe(details))
     best = finding.minimal[0]
     culprits, kind = units(finding, best)
     details["classification"] = kind
@@ -113,7 +115,7 @@ def decide(
     verdict = _verdict(finding, best, culprits, kind, names, details["masking"], regression)
     if not complete:
         verdict += " (best answer when the budget ran out; intervals show how sure it is)"
-    return Decision(True, culprits, effects, verdict, regression, details)
+    return Decision(True, culprits, effects, verdict, regression, json_safe(details))
 
 
 def not_reproduced(ev: Evidence, cal: Calibration, log: list[dict[str, Any]]) -> Decision:
@@ -123,12 +125,12 @@ def not_reproduced(ev: Evidence, cal: Calibration, log: list[dict[str, Any]]) ->
     regression = regression_effect(cal, ev)
     if cal.test is None:
         verdict = "Not enough finished runs of A and B to tell whether B is worse; " + HINT_STEPS + "."
-        return Decision(False, [], [], verdict, regression, details)
+        return Decision(False, [], [], verdict, regression, json_safe(details))
     verdict = (
         f"The regression did not reproduce at this budget: B - A = {_num(regression.effect)} "
         f"({_ci(regression)}, p = {cal.test.p:.2g}, {cal.test.n_a} + {cal.test.n_b} runs); {HINT_STEPS}."
     )
-    return Decision(False, [], [], verdict, regression, details)
+    return Decision(False, [], [], verdict, regression, json_safe(details))
 
 
 # -- pieces ----------------------------------------------------------------------------------
@@ -142,6 +144,19 @@ def regression_effect(cal: Calibration, ev: Evidence) -> Effect:
         return Effect(tuple(range(n)), math.nan, -math.inf, math.inf, 1.0, None, len(la) + len(lb))
     t = welch(la, lb, "greater")
     return Effect(tuple(range(n)), t.diff, t.ci_low, t.ci_high, 1.0, t.p, t.n_a + t.n_b)
+
+
+def json_safe(value: Any) -> Any:
+    """Details as plain JSON: non-finite floats (unbounded intervals, d of a noiseless run) become None."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def base_details(ev: Evidence, cal: Calibration, log: list[dict[str, Any]]) -> dict[str, Any]:
