@@ -9,6 +9,10 @@
 # under $SLURM_TEST_DIR (default /tmp/bisect-runs-slurm); accounting is off.
 set -euo pipefail
 
+# The daemons and mungekey live in /usr/sbin, which a non-root user's PATH lacks on Debian:
+# without it every run would reinstall the packages and make a new munge key.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
 STATE_DIR="${SLURM_TEST_DIR:-/tmp/bisect-runs-slurm}"
 CONF_DIR=/etc/slurm
 CONF="$CONF_DIR/slurm.conf"
@@ -91,7 +95,7 @@ start_munge() {
     if munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then
         return
     fi
-    if [ ! -s /etc/munge/munge.key ]; then
+    if ! as_root test -s /etc/munge/munge.key; then  # /etc/munge is 0700: only root can look
         log "creating /etc/munge/munge.key"
         as_root mkdir -p /etc/munge
         if command -v mungekey >/dev/null; then

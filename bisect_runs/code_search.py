@@ -28,6 +28,7 @@ from bisect_runs.executors.base import Launch
 from bisect_runs.journal import Journal
 from bisect_runs.progress import Progress
 from bisect_runs.project import Settings
+from bisect_runs.report import write_report
 from bisect_runs.revisions import (
     WORKTREE_DIR,
     Worktrees,
@@ -89,8 +90,8 @@ class Verdict:
     """How one commit compares with the good and the bad revision."""
 
     status: str  # good | bad | skip | undecided
-    p_worse: float = 1.0  # one-sided Welch p: worse than the good revision
-    p_better: float = 1.0  # one-sided Welch p: better than the bad revision
+    p_worse: float = 1.0  # one-sided t-test p: worse than the good side
+    p_better: float = 1.0  # one-sided t-test p: better than the bad side
 
 
 @dataclass
@@ -137,11 +138,10 @@ class CommitBisection:
     def record(self, observations: list[Observation]) -> None:
         for obs in observations:
             m = self.at(position_of(obs.point))
-            if obs.status == INFRA:
-                continue  # a crash that did not repeat: not the code's doing
-            if obs.status == OK and obs.value is not None and math.isfinite(obs.value):
-                m.values.append(self.badness(obs.value))
-            else:
+            value = obs.value if obs.value is not None and math.isfinite(obs.value) else None
+            if obs.status in (OK, INFRA) and value is not None:  # INFRA with a value: the retry ran fine
+                m.values.append(self.badness(value))
+            elif obs.status != INFRA:  # an INFRA crash that did not repeat is not the code's doing
                 m.failed.append(obs.status if obs.status != OK else DIVERGED)
 
     def badness(self, value: float) -> float:
@@ -587,6 +587,7 @@ class CodeSearch:
             decision, _, _ = drive(bisect_commits(ctx, bisect_options(s)), evaluate, ctx)
             result = self.result(decision, runner.runs, complete=not _exhausted_ctx(ctx))
         write_summary(self.out_dir, result)
+        write_report(self.out_dir)
         return result
 
     def result(self, decision: Decision, runs: int, complete: bool = True) -> SearchResult:
@@ -603,7 +604,7 @@ class CodeSearch:
             strategy="commits",
             reproduced=decision.reproduced,
             differences=[],
-            factors=[{"name": n, "keys": k} for n, k in zip(names, keys, strict=True)],
+            factors=[{"name": names[i], "keys": keys[i]} for i in sorted(self._reported(decision))],  # measured ones
             culprits=[[key for i in c for key in keys[i]] for c in decision.culprits],
             effects=[effect_json(e, names, keys) for e in decision.effects],
             runs=runs,
@@ -740,6 +741,7 @@ class CombinedSearch:
         code_part = CodeSearch(code_settings, self.progress).run()
         result = combine(s, config_part, code_part)
         write_summary(self.out_dir, result)
+        write_report(self.out_dir)
         return result
 
     def config_part(self) -> SearchResult | None:

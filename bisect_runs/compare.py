@@ -4,9 +4,9 @@ For every metric both runs logged: first, last and best value (with its step), t
 difference at the last shared step, which run is better for the metric's direction, and
 the first step from which the runs differ beyond noise. Divergence, as documented in
 docs/compare.md: on the shared steps, d(t) = B(t) - A(t); the noise sigma is the robust
-(MAD) spread of d's point-to-point changes divided by sqrt(2); d is smoothed by a centred
-rolling mean of `window` points; the runs diverge at the first step after which the
-smoothed |d| stays above k * sigma / sqrt(window) with one sign until the end.
+(MAD) spread of d's point-to-point changes divided by sqrt(2); d is smoothed by a trailing
+rolling mean of `smooth` points; the runs diverge at the first step after which the
+smoothed |d| stays above k * sigma / sqrt(points averaged) with one sign until the end.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ class Divergence:
     threshold: float  # k * sigma / sqrt(window): what the smoothed difference must stay above
     shared_points: int
     note: str = ""
+    gap: float | None = None  # the smoothed B - A at the last shared step, when they are apart
 
 
 @dataclass
@@ -149,7 +150,7 @@ def compare_metric(
         name=name, mode=direction, mode_from=source,
         a=series_stats(ha, direction), b=series_stats(hb, direction),
         common_step=common, delta=delta,
-        better=_better(delta, direction, divergence, k), divergence=divergence,
+        better=_better(delta, direction, divergence), divergence=divergence,
     )  # fmt: skip
 
 
@@ -186,23 +187,31 @@ def align(ha: History, hb: History) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def find_divergence(grid: np.ndarray, d: np.ndarray, k: float = 3.0, smooth: int = 5) -> Divergence:
-    """The first step after which the smoothed difference stays beyond k noise sigmas, one sign."""
+    """The first step after which the smoothed difference stays beyond k noise sigmas, one sign.
+
+    The mean is trailing (step t averages t and the points before it), so a difference that
+    appears at step t is never reported before t.
+    """
     n = len(grid)
     if n < max(3, smooth):
         note = "no shared steps" if n == 0 else f"only {n} shared step(s): too few to tell noise from a difference"
         return Divergence(None, math.nan, math.nan, n, note)
     noise = noise_sigma(d)
-    smoothed = np.convolve(d, np.ones(smooth) / smooth, mode="same")
-    counts = np.convolve(np.ones(n), np.ones(smooth), mode="same")
-    smoothed = smoothed * smooth / counts  # edges: mean of the points available
+    counts = np.minimum(np.arange(1, n + 1), smooth)  # the first points average fewer values
+    sums = np.cumsum(d)
+    smoothed = (sums - np.concatenate([np.zeros(smooth), sums[:-smooth]])[:n]) / counts
+    limits = k * noise / np.sqrt(counts)
     threshold = k * noise / math.sqrt(smooth)
     sign = np.sign(smoothed[-1])
-    beyond = (np.abs(smoothed) > threshold) & (np.sign(smoothed) == sign) & (sign != 0)
+    beyond = (np.abs(smoothed) > limits) & (np.sign(smoothed) == sign) & (sign != 0)
     if not beyond[-1]:
         return Divergence(None, noise, threshold, n, "within noise at the last shared step")
     start = n - int(np.argmin(beyond[::-1])) if not beyond.all() else 0
+    earliest = max(0, start - smooth + 1)  # the mean lags a sharp parting: single points beyond k sigma
+    while start > earliest and np.sign(d[start - 1]) == sign and abs(d[start - 1]) > k * noise:
+        start -= 1
     note = "apart from the first shared step" if start == 0 else ""
-    return Divergence(int(grid[start]), noise, threshold, n, note)
+    return Divergence(int(grid[start]), noise, threshold, n, note, float(smoothed[-1]))
 
 
 def noise_sigma(d: np.ndarray) -> float:
@@ -315,9 +324,9 @@ def render_markdown(cmp: Comparison, base: Path | None = None) -> str:
 
 def _footer(cmp: Comparison) -> str:
     notes = [
-        f"Δ = B − A at the last step both runs cover; 'better' needs |Δ| above {cmp.k:g}σ "
-        f"(σ: step-to-step noise of B − A); divergence: first step after which the {cmp.smooth}-point "
-        f"mean of B − A stays beyond {cmp.k:g}σ/√{cmp.smooth}."
+        f"Δ = B − A at the last step both runs cover; divergence: first step after which the trailing "
+        f"{cmp.smooth}-point mean of B − A stays beyond {cmp.k:g}σ/√{cmp.smooth} (σ: step-to-step noise of "
+        "B − A); 'better': the run ahead once they diverge, 'tie' when they never do."
     ]
     unknown = [m.name for m in cmp.metrics if m.mode is None]
     if unknown:
@@ -351,7 +360,9 @@ def plot_comparison(cmp: Comparison, run_a: Run, run_b: Run, out_dir: Path, wind
         ha = [(s, v) for s, v in run_a.series[name_a] if s in window]
         hb = [(s, v) for s, v in run_b.series[name_b] if s in window]
         path = out_dir / f"{_slug(name_a)}.png"
-        plot_overlay(path, name_a, {"A: " + run_a.name: ha, "B: " + run_b.name: hb}, m.divergence.step, m.mode)
+        step = m.divergence.step
+        label = None if step is None or not m.divergence.note else f"apart from the first shared step ({step:,})"
+        plot_overlay(path, name_a, {"A: " + run_a.name: ha, "B: " + run_b.name: hb}, step, m.mode, label)
         plots[name_a] = str(path)
     cmp.plots = plots
     return plots
@@ -371,13 +382,15 @@ def fmt_value(x: float | None, signed: bool = False) -> str:
 
 
 def fmt_step(step: int | None) -> str:
-    """15000 -> 15k, 1500 -> 1500, 2500000 -> 2.5M."""
+    """15000 -> 15k, 14750 -> 14.75k, 1500 -> 1500, 2500000 -> 2.5M, 12345 -> 12,345."""
     if step is None:
         return "—"
-    if abs(step) >= 1_000_000 and step % 100_000 == 0:
+    if abs(step) >= 1_000_000 and step % 10_000 == 0:
         return f"{step / 1_000_000:g}M"
-    if abs(step) >= 10_000 and step % 100 == 0:
+    if abs(step) >= 10_000 and step % 10 == 0:
         return f"{step / 1000:g}k"
+    if abs(step) >= 10_000:
+        return f"{step:,}"
     return str(step)
 
 
@@ -395,12 +408,19 @@ def _diverge(d: Divergence) -> str:
     return "never" if d.note.startswith("within") else "—"
 
 
-def _better(delta: float | None, mode: str | None, d: Divergence, k: float) -> str | None:
+def _better(delta: float | None, mode: str | None, d: Divergence) -> str | None:
+    """The run ahead once the runs diverge; a tie when they stay within noise to the end.
+
+    With too few shared steps to measure noise, the sign of the last difference decides.
+    """
     if delta is None or mode is None:
         return None
-    if math.isfinite(d.noise) and abs(delta) <= d.noise * k:
+    if d.step is None and d.note.startswith("within"):
         return "tie"
-    worse_b = delta > 0 if mode == "min" else delta < 0
+    gap = d.gap if d.gap is not None else delta
+    if gap == 0:
+        return "tie"
+    worse_b = gap > 0 if mode == "min" else gap < 0
     return "A" if worse_b else "B"
 
 

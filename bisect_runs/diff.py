@@ -133,7 +133,7 @@ def diff_configs(good: LoadedConfig, bad: LoadedConfig, options: DiffOptions | N
     """Compare A (good) with B (bad): paired, defaulted, scored, ranked differences and factors."""
     options = options or DiffOptions()
     rules = load_rules(options.rules_path)
-    flat_a, flat_b = flatten(good.data), flatten(bad.data)
+    flat_a, flat_b = _flatten_source(good), _flatten_source(bad)
     keys_a = [k for k in flat_a.values if not (options.ignore and _ignored(k, options.ignore))]
     keys_b = [k for k in flat_b.values if not (options.ignore and _ignored(k, options.ignore))]
     pairing = _Pairing(keys_a, keys_b, flat_a.values, flat_b.values, rules)
@@ -148,6 +148,14 @@ def diff_configs(good: LoadedConfig, bad: LoadedConfig, options: DiffOptions | N
     differences.sort(key=lambda d: (-d.score, LEVELS.index(d.level), order.get(d.flat_key, 0)))
     factors = _factors(differences, options.groups, rules, order)
     return DiffResult(good, bad, flat_a, flat_b, differences, factors, warnings)
+
+
+def _flatten_source(config: LoadedConfig) -> FlatConfig:
+    """Flat keys of a loaded config; a key spelled twice is reported with the source's name."""
+    try:
+        return flatten(config.data)
+    except ConfigError as exc:
+        raise ConfigError(f"{config.source}: {exc}") from exc
 
 
 def load_defaults(path: str | Path | None) -> dict[str, Any]:

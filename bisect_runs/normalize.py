@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bisect_runs.errors import ConfigError
+
 Path_ = tuple[str | int, ...]
 ID_KEYS: tuple[str, ...] = ("name", "id", "type")
 
@@ -40,6 +42,8 @@ def flatten(data: Mapping[str, Any]) -> FlatConfig:
 
 def _flatten_into(flat: FlatConfig, value: Any, prefix: str, path: Path_) -> None:
     """Recursive step of flatten: mappings and lists holding mappings are expanded."""
+    if not prefix and isinstance(value, Mapping) and not value:
+        return  # `{}`: a config of no keys, not one key named "."
     if isinstance(value, Mapping) and value:
         for key, item in value.items():
             _flatten_into(flat, item, _join(prefix, str(key)), (*path, key))
@@ -50,8 +54,18 @@ def _flatten_into(flat: FlatConfig, value: Any, prefix: str, path: Path_) -> Non
             _flatten_into(flat, item, label, (*path, index))
     else:
         key = prefix or "."
+        if key in flat.values:
+            raise ConfigError(
+                f"key '{key}' is set twice: as a name with dots and as nested sections "
+                f"({_path_text(flat.paths[key])} and {_path_text(path)})"
+            )
         flat.values[key] = canonical(value)
         flat.paths[key] = path
+
+
+def _path_text(path: Path_) -> str:
+    """`("optim", "lr")` -> `optim: lr`, `("optim.lr",)` -> `'optim.lr'`: how the two spellings differ."""
+    return " > ".join(repr(p) if isinstance(p, str) and "." in p else str(p) for p in path)
 
 
 def _join(prefix: str, key: str) -> str:

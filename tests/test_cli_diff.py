@@ -186,3 +186,44 @@ def test_whole_process_exit_codes(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "bisect_runs", "diff", "nope.yaml", "configs/run11"],
                           cwd=ROOT, capture_output=True, text=True, env=env, check=False)
     assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", "Error: nope.yaml: no such file or directory\n")
+
+
+def test_hydra_runs_show_their_overrides(tmp_path: Path) -> None:
+    """Hydra's recorded command-line overrides are provenance a reader of the diff wants to see."""
+    for run, lr in (("a", "0.1"), ("b", "0.4")):
+        hydra = tmp_path / run / ".hydra"
+        hydra.mkdir(parents=True)
+        _write(hydra / "config.yaml", f"optim:\n  lr: {lr}\nseed: 1\n")
+        _write(hydra / "overrides.yaml", f"- optim.lr={lr}\n")
+    result = _run(str(tmp_path / "a"), str(tmp_path / "b"), "--format", "markdown")
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[2:4] == [
+        f"- **A (good):** `{tmp_path / 'a'}` (Hydra overrides: optim.lr=0.1)",
+        f"- **B (bad):** `{tmp_path / 'b'}` (Hydra overrides: optim.lr=0.4)",
+    ]
+
+
+def test_null_to_a_value_is_a_change_not_a_type_change(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.yaml", "scheduler: null\ngrad_clip: null\n")
+    b = _write(tmp_path / "b.yaml", "scheduler: cosine\ngrad_clip: 1.0\n")
+    result = _run(a, b, "--format", "json")
+    assert result.exit_code == 1, result.output
+    assert {d["key"]: d["kind"] for d in json.loads(result.output)} == {"scheduler": "changed", "grad_clip": "changed"}
+
+
+def test_nanogpt_config_with_a_computed_run_name(tmp_path: Path) -> None:
+    """nanoGPT configs of plain assignments, one value computed by a call: compared, not refused."""
+    a = _write(tmp_path / "a.py", "import time\nwandb_run_name = 'ft-' + str(time.time())\nlearning_rate = 6e-4\ndecay_lr = True\n")
+    b = _write(tmp_path / "b.py", "wandb_run_name = 'gpt2'\nlearning_rate = 6e-3\ndecay_lr = False\n")
+    result = _run(a, b)
+    assert result.exit_code == 1, result.output
+    assert [line.split()[:2] for line in result.output.splitlines()[5:7]] == [["critical", "learning_rate"], ["high", "decay_lr"]]
+    assert "1 difference judged to have no effect is not shown (wandb_run_name)" in result.output
+
+
+def test_a_key_spelled_twice_is_one_error(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.yaml", "optim.lr: 0.1\noptim:\n  lr: 0.2\n")
+    b = _write(tmp_path / "b.yaml", "optim:\n  lr: 0.2\n")
+    result = _run(a, b)
+    assert result.exit_code == 2
+    assert result.output == f"Error: {a}: key 'optim.lr' is set twice: as a name with dots and as nested sections ('optim.lr' and optim > lr)\n"

@@ -292,3 +292,15 @@ def test_combined_mode_reports_the_config_culprit_and_the_commit(tmp_path: Path,
     assert (tmp_path / "out" / "code" / "journal.jsonl").exists()
     assert summary["details"]["code"]["first_bad"]["subject"] == "raise the base loss"
     assert repo.state() == before
+
+
+def test_when_the_bad_revision_never_runs_the_first_commit_that_stops_running_is_found() -> None:
+    decision, _, _ = simulate(20, 99, skips=set(range(9, 21)), seed=8)
+    assert decision.culprits == [[8]]
+    assert "no longer runs" in decision.verdict
+
+
+def test_a_good_revision_that_never_runs_is_an_answer_not_a_crash() -> None:
+    decision, _, _ = simulate(20, 5, skips={0}, seed=9)
+    assert not decision.reproduced
+    assert decision.verdict.startswith("The good revision does not run")

@@ -197,3 +197,47 @@ def test_cli_errors(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["compare", str(a), str(a), "--steps", "abc"])
     assert result.exit_code == 2
     assert result.output == "Error: --steps 'abc': expected START:END, e.g. 15000:45000 (either side may be empty)\n"
+
+
+def write_lightning_csv(run: Path, shift_after: int, shift: float) -> Path:
+    """Lightning's CSVLogger layout: train rows every 50 steps, val rows every 500, other columns empty."""
+    run.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    with (run / "metrics.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["epoch", "step", "train_loss", "val_loss", "val_acc"])
+        for s in range(49, 3000, 50):
+            bump = shift if s > shift_after else 0.0
+            writer.writerow([s // 500, s, 1.5 * math.exp(-s / 800) + 0.2 + bump + rng.normal(0, 0.01), "", ""])
+            if (s + 1) % 500 == 0:
+                writer.writerow([s // 500, s, "", 1.5 * math.exp(-s / 800) + 0.3 + bump, 0.8 - bump])
+    return run
+
+
+def test_divergence_is_never_reported_before_the_runs_part(tmp_path: Path) -> None:
+    """A sparse eval metric (every 500 steps) that parts after step 1000: first parted eval is 1499, not earlier."""
+    a = write_lightning_csv(tmp_path / "version_0", shift_after=10**9, shift=0.0)
+    b = write_lightning_csv(tmp_path / "version_1", shift_after=1000, shift=0.1)
+    by_name = {m.name: m for m in compare_runs(a, b).metrics}
+    assert by_name["val_acc"].divergence.step == 1499 and by_name["val_acc"].better == "A"
+    assert by_name["val_loss"].divergence.step == 1499
+    assert 1049 <= (by_name["train_loss"].divergence.step or 0) <= 1149  # dense and noisy: at most a point or two late
+    jump = np.array([0.0] * 20 + [0.08] * 20) + np.random.default_rng(0).normal(0, 0.01, 40)
+    assert find_divergence(np.arange(40.0) * 200, jump).step == 4000  # a sharp parting is found at its step
+
+
+def test_better_agrees_with_divergence(tmp_path: Path) -> None:
+    """Runs that diverge have a better run even when the last single Δ is under k sigma; a zero Δ is a tie."""
+    steps = range(0, 5001, 100)
+    a = write_jsonl(tmp_path / "a", {"train_loss": curve(steps, 1, noise=0.02)})
+    b = write_jsonl(tmp_path / "b", {"train_loss": curve(steps, 2, shift_at=2000, shift=0.05, noise=0.02)})
+    m = compare_runs(a, b).metrics[0]
+    assert m.divergence.step is not None and m.better == "A"
+    one = write_jsonl(tmp_path / "one", {"val_loss": [(10, 1.0)]})
+    assert compare_runs(one, one).metrics[0].better == "tie"
+
+
+def test_steps_read_alike_in_one_column() -> None:
+    from bisect_runs.compare import fmt_step
+
+    assert [fmt_step(s) for s in (1500, 14750, 15000, 15500, 12345, 2_500_000)] == ["1500", "14.75k", "15k", "15.5k", "12,345", "2.5M"]

@@ -140,7 +140,7 @@ def test_defaults_file_agrees_with_the_trainer() -> None:
 def test_scales_shrink_the_model_not_the_config() -> None:
     data = yaml.safe_load((CONFIGS / "run11").read_text())
     cfg = speech.speech_config(Options(data, CONFIGS / "run11"))
-    assert speech.shrink(cfg, speech.SCALES["full"]) == {"n_units": 1024, "n_layers": 5, "n_features": 256, "max_frames": 1200, "seq_len": 150}
+    assert speech.shrink(cfg, speech.SCALES["full"]) == {"n_units": 1024, "n_layers": 5, "n_features": 256, "max_frames": 1200, "seq_len": 150, "batch_size": 64}
     tiny = speech.shrink(cfg, speech.SCALES["tiny"])
     assert tiny["n_units"] < 1024 and tiny["n_features"] < 256 and tiny["max_frames"] < 1200
 

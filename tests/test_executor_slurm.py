@@ -422,3 +422,36 @@ def test_search_on_slurm_finds_the_local_culprits(cluster: None, tmp_path: Path)
     )
     assert all(t["job_id"].split("_")[0].isdigit() for t in trials)  # Slurm job ids, not pids
     assert active_jobs(list(job_ids.values())) == {}
+
+
+def _worked_examples() -> dict[str, str]:
+    """The worked bisect.yaml of docs/cluster.md, as written (Slurm) and with its Ray lines uncommented."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "cluster.md").read_text(encoding="utf-8")
+    block = re.search(r"## A worked `bisect.yaml`\n\n```yaml\n(.*?)```", text, re.S)
+    assert block is not None, "docs/cluster.md lost its worked bisect.yaml"
+    slurm = block.group(1)
+    head, _, ray = slurm.partition("# Or, on a Ray cluster:\n")
+    head = re.sub(r"(?ms)^executor: slurm\n.*", "", head)  # the Slurm part ends the file's own keys
+    ray = "\n".join(line[2:] if line.startswith("# ") else line for line in ray.splitlines())
+    return {"slurm": slurm, "ray": head + ray + "\n"}
+
+
+@pytest.mark.parametrize("executor", ["slurm", "ray"])
+def test_docs_worked_bisect_yaml_is_valid(tmp_path: Path, executor: str) -> None:
+    """The documented project file loads, and every option it gives the executor is one the executor takes."""
+    import inspect
+
+    from bisect_runs.executors import executor_class
+    from bisect_runs.project import load_project, make_settings
+    from bisect_runs.search import executor_options
+
+    path = tmp_path / "bisect.yaml"
+    path.write_text(_worked_examples()[executor], encoding="utf-8")
+    settings = make_settings(load_project(path), {})
+    assert settings.executor == executor and settings.metric == "val_per" and settings.timeout == 1800
+    options = executor_options(settings)
+    assert options and (executor != "slurm" or options["additional_parameters"]["account"] == "speech-lab")
+    accepted = set(inspect.signature(executor_class(executor).__init__).parameters) - {"self"}
+    assert set(options) <= accepted, f"docs/cluster.md gives {executor} unknown options {set(options) - accepted}"

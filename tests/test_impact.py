@@ -106,6 +106,16 @@ def test_shipped_rules_are_valid_and_cover_everything(rules) -> None:
         ("lr", 0.1, -0.1, "critical", "learning rate changed sign (0.1 -> -0.1)"),
         ("num_workers", 0, 4, "none", "data-loading parallelism changes speed, not results"),
         ("seed", 0, 1, "low", "seed 0 -> 1"),
+        # an optimizer's epsilon ranks below a 2.5x learning-rate change, not above it
+        ("adam_epsilon", 1e-8, 1e-6, "medium", "100x higher adam_epsilon"),
+        # a switch of LR decay is not "learning rate turned off"
+        ("decay_lr", True, False, "high", "decay_lr turned off"),
+        # lists of numbers are measured element by element
+        ("betas", [0.9, 0.999], [0.9, 0.95], "critical", "betas[1] 0.999 -> 0.95 (50x shorter memory)"),
+        ("image_size", [224, 224], [256, 256], "low", "image_size [224, 224] -> [256, 256]"),
+        # a choice that was not made is turned on, not "null -> cosine"
+        ("scheduler", None, "cosine", "high", "LR scheduler turned on (null -> cosine)"),
+        ("lr_scheduler_type", "none", "cosine", "high", "LR scheduler turned on (none -> cosine)"),
     ],
 )
 def test_assess_levels_and_reasons(rules, key: str, a, b, level: str, reason: str) -> None:

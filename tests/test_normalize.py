@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bisect_runs.errors import ConfigError
 from bisect_runs.normalize import canonical, flatten, list_identity, value_text, values_equal
 
 
@@ -165,3 +166,14 @@ def test_every_value_equals_itself(value: Any) -> None:
 def test_scientific_strings_equal_their_float(x: float) -> None:
     assert values_equal(f"{x:e}", float(f"{x:e}"))
     assert not math.isnan(canonical(f"{x:e}"))
+
+
+def test_empty_top_level_mapping_has_no_keys() -> None:
+    assert flatten({}).values == {}
+    assert flatten({"opts": {}}).values == {"opts": {}}
+
+
+def test_a_key_spelled_twice_is_refused() -> None:
+    """`optim.lr: 0.1` beside `optim: {lr: 0.2}` must not silently keep one of them."""
+    with pytest.raises(ConfigError, match=r"key 'optim.lr' is set twice: as a name with dots and as nested sections \('optim.lr' and optim > lr\)"):
+        flatten({"optim.lr": 0.1, "optim": {"lr": 0.2}})

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from markdown_it import MarkdownIt
 
 from bisect_runs.cli import cli
-from bisect_runs.report import build_report, write_report
-from bisect_runs.report.content import Unit, explained, metric_unit
+from bisect_runs.report import build_report, factors_at_b, write_report
+from bisect_runs.report.content import Unit, explained, metric_unit, share_at_95
 from bisect_runs.report.environment import collect_environment, git_state
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report" / "search"
@@ -75,7 +75,9 @@ def test_report_states_the_verdict_with_numbers(search_dir: Path) -> None:
     text = write_report("bisect-out", environment=ENV, figures=False).read_text(encoding="utf-8")
     verdict = text.split("## Verdict", 1)[1].split("##", 1)[0]
     assert "B is worse than A by 7.8 points" in verdict
-    assert "Reverting `lrStart/lrEnd` (0.0008 -> 0.02) alone recovers 91 % (90 % CI 80–102 %) of the 7.8-point val_per gap." in verdict
+    # the search decides on 90 % intervals (80–102 %); the page reports every interval at 95 %
+    assert "Reverting `lrStart/lrEnd` (0.0008 -> 0.02) alone recovers 91 % (95 % CI 78–104 %) of the 7.8-point val_per gap." in verdict
+    assert "90 %" not in text
     assert "`use_layer_norm`" in verdict  # the masking change is named
     assert "Partial report" not in text
 
@@ -239,3 +241,83 @@ def test_commit_culprit_names_the_commit(search_dir: Path, monkeypatch: pytest.M
     paragraph = build_report(search_dir, environment=ENV, figures=False)["verdict"]["paragraph"]
     assert f'The first bad commit is `{sha[:12]}` "Lower the learning rate"' in paragraph
     assert "files: `train.py`" in paragraph and "effect +7.0 (6.0 to 8.0)" in paragraph
+
+
+def edge_ink(path: Path, border: int = 2) -> dict[str, float]:
+    """Share of non-white pixels in each outer `border`-pixel strip of a PNG: text cut off by the edge shows here."""
+    import matplotlib.image as mpimg
+
+    rgb = mpimg.imread(path)[..., :3]
+    ink = (rgb < 0.95).any(axis=-1)
+    strips = {"top": ink[:border], "bottom": ink[-border:], "left": ink[:, :border], "right": ink[:, -border:]}
+    return {side: float(strip.mean()) for side, strip in strips.items()}
+
+
+def test_figures_keep_titles_and_labels_inside_the_image(search_dir: Path, tmp_path: Path) -> None:
+    """Titles, tick labels and the trial counts right of the decision matrix are not cut off at wiki width."""
+    pytest.importorskip("matplotlib")
+    from bisect_runs.report.figures import RoundCell, plot_decisions, plot_overlay, plot_rounds
+
+    write_report("bisect-out", environment=ENV)
+    pngs = sorted((search_dir / "figures").glob("*.png"))
+    factors = ["optim.lr", "optim.weight_decay", "model.layernorm", "data.augment", "optim.grad_clip"]
+    labels = ["A", "B", "A + {optim.lr, optim.grad_clip}", "B - {optim.weight_decay, optim.grad_clip}"]
+    cells = [RoundCell(i // 2 + 1, label, 1, i % 2, factors_at_b(label, factors)) for i, label in enumerate(labels)]
+    pngs.append(plot_decisions(tmp_path / "decisions_long_labels.png", cells, factors))  # cut off at the right before
+    commits = [RoundCell(r, f"commit {r:08x}", 2, r % 3) for r in range(1, 13)]
+    pngs.append(plot_rounds(tmp_path / "rounds.png", commits, 12))
+    runs = {"A: run-20240101_120000-nbs1e6hk": [(s, 0.9) for s in range(0, 31001, 1000)],
+            "B: run-20240301_090000-abc123de": [(s, 0.8) for s in range(15000, 100001, 1000)]}  # fmt: skip
+    pngs.append(plot_overlay(tmp_path / "overlay.png", "train/spectrum_loss", runs, 15000, "min", "apart from the first shared step (15,000)"))
+    for png in pngs:
+        ink = edge_ink(png)
+        assert max(ink.values()) == 0.0, f"{png.name}: something is cut off at the image edge ({ink})"
+
+
+def test_explained_share_is_reported_at_95_percent() -> None:
+    value, lo, hi = share_at_95({"share": 0.9, "low": 0.8, "high": 1.0})  # a 90 % interval, as the search keeps it
+    assert value == 0.9 and lo == pytest.approx(0.9 - 0.1 * 1.959964 / 1.644854) and hi == pytest.approx(0.9 + 0.1 * 1.959964 / 1.644854)
+    assert share_at_95({"share": 0.9, "low": 0.8, "high": 1.0, "level": 0.95}) == (0.9, pytest.approx(0.8), pytest.approx(1.0))
+    assert share_at_95({"share": 0.9, "low": None, "high": float("inf")}) == (0.9, None, None)
+
+
+SEARCH_EVENT = {
+    "event": "search", "good": "configs/baseline", "bad": "configs/run11", "metric": "val_per", "mode": "min",
+    "steps": 200, "strategy": "auto", "executor": "local",
+    "command": "python -m bisect_runs.demo.speech --config {config} --run-dir {run_dir} --steps {steps} --seed {seed}",
+    "factors": [{"name": "learning_rate", "keys": ["lrStart", "lrEnd"]}, {"name": "optimizer", "keys": ["optimizer"]}],
+}  # fmt: skip
+
+
+def test_interrupted_search_report_says_how_to_continue(search_dir: Path) -> None:
+    """Without summary.json the page still names A, B, the metric and the factors, and gives the --resume command."""
+    (search_dir / "summary.json").unlink()
+    lines = (search_dir / "journal.jsonl").read_text().splitlines()[:6]
+    (search_dir / "journal.jsonl").write_text("\n".join([json.dumps(SEARCH_EVENT), *lines]) + "\n")
+    result = CliRunner().invoke(cli, ["report", "bisect-out", "--no-figures"])
+    assert result.exit_code == 0, result.output
+    text = (search_dir / "report.md").read_text(encoding="utf-8")
+    assert "No culprit has been decided yet: the search stopped before a verdict." in text
+    resume = text.split("Continue the search where it stopped", 1)[1].split("```sh\n", 1)[1].split("\n", 1)[0]
+    assert resume.startswith("bisect-runs search --good configs/baseline --bad configs/run11 --command 'python -m bisect_runs.demo.speech")
+    assert resume.endswith("--metric val_per --mode min --steps 200 --strategy auto --out bisect-out --resume")
+    assert "- Good config (A): `configs/baseline`; regressed config (B): `configs/run11`" in text
+    assert "| 1 | ? | `lrStart`, `lrEnd` |" in text and "not measured" in text  # the factors being searched
+    assert "Collected when this page was written" in text
+    assert not (search_dir / "environment.json").exists()  # the search records its own when it ends
+
+
+def test_reproduce_names_the_directory_the_search_ran_in(search_dir: Path) -> None:
+    content = build_report("bisect-out", environment={**ENV, "cwd": "/lab/speech"}, figures=False)
+    assert content["reproduce"]["cwd"] == "/lab/speech"
+    from bisect_runs.report.markdown import render_markdown
+
+    assert "Rerun the whole search from `/lab/speech` (same trials" in render_markdown(content)
+    report_time = build_report("bisect-out", environment={**ENV, "cwd": "/elsewhere", "collected_by": "report"}, figures=False)
+    assert report_time["reproduce"]["cwd"] is None
+
+
+def test_cost_reads_in_seconds_minutes_or_hours() -> None:
+    from bisect_runs.report.markdown import duration
+
+    assert [duration(h) for h in (0.0004, 0.25, 3.5)] == ["1.4 s", "15 min", "3.50 h"]

@@ -252,3 +252,17 @@ def test_formats_listed() -> None:
         "pickle",
         "torch",
     }
+
+
+def test_hydra_dot_directory_reads_as_the_run(tmp_path: Path) -> None:
+    """`run/.hydra` given instead of `run`: the composed config, not its three YAML files."""
+    hydra = tmp_path / "run" / ".hydra"
+    hydra.mkdir(parents=True)
+    (hydra / "config.yaml").write_text("optim:\n  lr: 0.1\n")
+    (hydra / "hydra.yaml").write_text("hydra:\n  run:\n    dir: x\n")
+    (hydra / "overrides.yaml").write_text("- optim.lr=0.1\n")
+    cfg = load_config(str(hydra))
+    assert cfg.format == "hydra"
+    assert cfg.data == {"optim": {"lr": 0.1}}
+    assert cfg.provenance["hydra_overrides"] == ["optim.lr=0.1"]
+    assert cfg.path == tmp_path / "run"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -125,15 +126,23 @@ def test_nested_duplicate_and_merge_keys(tmp_path: Path) -> None:
         load_config(nested)
 
 
-def test_python_config_refuses_code_in_values(tmp_path: Path) -> None:
+def test_python_config_keeps_code_in_values_as_text(tmp_path: Path) -> None:
+    """nanoGPT's finetune configs name runs with `str(time.time())`: read as text, never run."""
     file = tmp_path / "cfg.py"
-    file.write_text("lr = 0.1\nsteps = int('5')\n")
-    with pytest.raises(ConfigError) as err:
-        load_config(file)
-    assert (
-        str(err.value)
-        == f"{file}: line 2, column 9: a function call is not a literal value (config files are read, never executed)"
+    marker = tmp_path / "ran"
+    file.write_text(
+        "import time\nlr = 0.1\nwandb_run_name = 'ft-' + str(time.time())\n"
+        f"steps = open({str(marker)!r}, 'w')\nwarm = lr * 2\n"
     )
+    cfg = load_config(file)
+    assert cfg.data == {
+        "lr": 0.1,
+        "wandb_run_name": "'ft-' + str(time.time())",
+        "steps": f"open({str(marker)!r}, 'w')",
+        "warm": 0.2,
+    }
+    assert cfg.provenance["unevaluated"] == ["line 3: wandb_run_name", "line 4: steps"]
+    assert not marker.exists()
 
 
 def test_forced_format_that_needs_a_directory(tmp_path: Path) -> None:
@@ -145,3 +154,60 @@ def test_forced_format_that_needs_a_directory(tmp_path: Path) -> None:
         ConfigError, match=r"format 'toml' is read from a file, but this is a directory"
     ):
         load_config("configs/e4", fmt="toml")
+
+
+def test_binary_file_with_a_checkpoint_suffix_is_not_handed_to_torch(tmp_path: Path) -> None:
+    """`pytorch_model.bin`-style names do not make random bytes a checkpoint (nor load torch)."""
+    file = tmp_path / "weights.bin"
+    file.write_bytes(bytes(range(1, 256)) * 8)
+    with pytest.raises(ConfigError) as err:
+        load_config(file)
+    assert str(err.value) == (
+        f"{file}: binary file, not a config format bisect-runs reads "
+        "(expected YAML, JSON, TOML, Python, a pickle or a torch checkpoint)"
+    )
+
+
+def test_text_in_a_legacy_encoding_names_the_byte(tmp_path: Path) -> None:
+    file = tmp_path / "latin1.yaml"
+    file.write_bytes("lr: 0.1\nname: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as err:
+        load_config(file)
+    assert str(err.value) == (
+        f"{file}: line 2, column 10: byte 0xe9 is not UTF-8 "
+        "(save the file as UTF-8; Latin-1 or Windows-1252 text is not read)"
+    )
+
+
+def test_toml_duplicate_table_is_named(tmp_path: Path) -> None:
+    file = tmp_path / "dup.toml"
+    file.write_text("[optim]\nlr = 1\n[optim]\nwd = 2\n")
+    with pytest.raises(ConfigError, match=r"line 3, column 7: .*twice \(duplicate key 'optim'\)$"):
+        load_config(file)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any directory")
+def test_unlistable_directory_is_one_error(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "a.yaml").write_text("lr: 1\n")
+    locked.chmod(0)
+    try:
+        with pytest.raises(ConfigError, match=r"locked: cannot read \(Permission denied\)$"):
+            load_config(locked)
+    finally:
+        locked.chmod(0o755)
+
+
+def test_hydra_multirun_root_asks_for_one_run(tmp_path: Path) -> None:
+    sweep = tmp_path / "multirun" / "12-00-00"
+    for job in ("0", "1", "10", "2"):
+        (sweep / job / ".hydra").mkdir(parents=True)
+        (sweep / job / ".hydra" / "config.yaml").write_text(f"lr: 0.{job}\n")
+    (sweep / "multirun.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(str(sweep))
+    assert str(err.value) == (
+        f"{sweep}: a Hydra multirun directory of 4 runs (0, 1, 2, 10); "
+        f"compare one run with another, e.g. {sweep / '0'}"
+    )

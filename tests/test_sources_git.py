@@ -68,3 +68,15 @@ def test_not_in_a_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         str(err.value)
         == "HEAD:train.yaml: no such file, and the current directory is not in a git repository"
     )
+
+
+def test_diff_header_names_the_commit(repo: git.Repo) -> None:
+    from click.testing import CliRunner
+
+    from bisect_runs.cli import cli
+
+    result = CliRunner().invoke(cli, ["diff", "HEAD~2:./train.yaml", "train.yaml"])
+    assert result.exit_code == 1, result.output
+    sha = repo.commit("HEAD~2").hexsha[:10]
+    assert result.output.splitlines()[:2] == [f"A (good): HEAD~2:./train.yaml (commit {sha})", "B (bad):  train.yaml"]
+    assert "25x lower learning rate" in result.output

@@ -183,3 +183,9 @@ def test_fake_trainer_runs_standalone(tmp_path: Path) -> None:
     subprocess.run([sys.executable, fake_command()[1]], env=env, check=True, timeout=60)
     lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1]) == {"step": 20, "acc": pytest.approx(0.75 + 1.25 * math.exp(-4))}
+
+
+def test_missing_metric_names_what_the_run_logged(tmp_path: Path) -> None:
+    outcome = _finish(tmp_path, '{"step": 1, "val/loss": 0.5, "acc": 1}\n', _end())
+    assert outcome.status == CRASHED
+    assert outcome.detail.endswith("metrics.jsonl (it logged acc, val/loss)")

@@ -7,6 +7,7 @@ trainer contract: one JSON line per evaluation in {run_dir}/metrics.jsonl.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -36,21 +37,22 @@ SMOOTH_KERNEL = 20  # taps of the Gaussian smoothing filter (the lab's value)
 
 @dataclass(frozen=True)
 class Scale:
-    """How `--scale` shrinks the lab's sizes: divisors of width, depth, time and channels."""
+    """How `--scale` shrinks the lab's sizes: divisors of width, depth, time, channels and batch."""
 
     width: int
     depth: int
     time: int
     features: int
+    batch: int
     days: int
     train_per_day: int
     val_per_day: int
 
 
 SCALES = {
-    "tiny": Scale(width=16, depth=5, time=12, features=16, days=4, train_per_day=64, val_per_day=24),
-    "small": Scale(width=4, depth=2, time=2, features=4, days=8, train_per_day=128, val_per_day=32),
-    "full": Scale(width=1, depth=1, time=1, features=1, days=8, train_per_day=128, val_per_day=32),
+    "tiny": Scale(width=16, depth=5, time=12, features=16, batch=2, days=4, train_per_day=64, val_per_day=24),
+    "small": Scale(width=4, depth=2, time=2, features=4, batch=1, days=8, train_per_day=128, val_per_day=32),
+    "full": Scale(width=1, depth=1, time=1, features=1, batch=1, days=8, train_per_day=128, val_per_day=32),
 }
 
 
@@ -135,6 +137,7 @@ def shrink(cfg: SpeechConfig, scale: Scale) -> dict[str, int]:
         "n_features": max(4, cfg.n_features // scale.features),
         "max_frames": max(cfg.kernel_len + 4 * cfg.stride_len, cfg.max_frames // scale.time),
         "seq_len": max(2, cfg.seq_len // scale.time),
+        "batch_size": max(2, cfg.batch_size // scale.batch),
     }
 
 
@@ -337,8 +340,8 @@ def train(args: RunArgs) -> int:
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads())
     torch.manual_seed(seed)
-    sizes = shrink(cfg, SCALES[args.scale])
     scale = SCALES[args.scale]
+    sizes = shrink(cfg, scale)
     spec = SpeechSpec(
         n_days=scale.days,
         n_features=sizes["n_features"],
@@ -349,6 +352,7 @@ def train(args: RunArgs) -> int:
         val_per_day=scale.val_per_day,
     )
     train_split, val_split = make_speech(spec, args.data_seed)
+    cfg = dataclasses.replace(cfg, batch_size=sizes["batch_size"])
     model = SpeechDecoder(cfg, sizes["n_features"], sizes["n_units"], sizes["n_layers"], scale.days).to(device)
     loop = TrainLoop(model, cfg, steps, seed, device, args.eval_every or default_eval_every(steps))
     with MetricsLog(args.run_dir) as log:

@@ -35,7 +35,7 @@ def build_report(
 ) -> dict[str, Any]:
     """The report's content as a dict; draws figures into OUT_DIR/figures when asked and possible."""
     record = load_search(out_dir)
-    env = environment if environment is not None else load_or_collect(record.out_dir)
+    env = environment if environment is not None else load_or_collect(record.out_dir, save=record.summary is not None)
     content = build_content(record, env)
     content["figures"], content["figures_note"] = [], None
     if figures:

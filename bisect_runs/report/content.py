@@ -20,10 +20,12 @@ from bisect_runs.report.record import SearchRecord, TrialRecord, finite
 LEVELS = ("critical", "high", "medium", "low", "none")
 RATE_WORDS = ("per", "wer", "cer", "acc", "accuracy", "error", "err", "top1", "top5", "f1")
 STATUSES = ("ok", "diverged", "crashed", "timeout")
+SHARE_LEVEL = 0.90  # the interval level of summary.details.shares when an entry does not state one
 STATISTICS = (
     "Calibration: Welch's t-test of B against A over paired seeds (95 % interval). "
     "Effects: least squares over all trials of the design, 95 % t intervals, Holm-corrected p-values. "
-    "Explained fraction: effect / regression, with a Fieller interval. "
+    "Explained fraction: the share of the B-vs-A gap a difference accounts for (for a culprit, the share that "
+    "reverting it repairs: B against B without it), with a Fieller interval at 95 %. "
     "Diverged, crashed and timed-out trials count as the worst outcome for the metric's direction; "
     "a crash that does not repeat on retry is an infrastructure failure and is not judged."
 )
@@ -106,7 +108,7 @@ def build_content(record: SearchRecord, environment: dict[str, Any] | None) -> d
         "steps": s.get("steps") or _most_common(t.steps for t in record.trials),
         "strategy": s.get("strategy"),
         "unit": {"scale": unit.scale, "value_suffix": unit.suffix.strip(), "difference": unit.gap.strip()},
-        "verdict": {"sentence": s.get("verdict"), "paragraph": verdict_paragraph(s, regression, factors, unit)},
+        "verdict": {"sentence": s.get("verdict"), "paragraph": _verdict_so_far(record, s, regression, factors, unit)},
         "reproduced": s.get("reproduced"),
         "regression": regression,
         "culprits": culprit_rows(s, unit),
@@ -115,7 +117,7 @@ def build_content(record: SearchRecord, environment: dict[str, Any] | None) -> d
         "trials": trial_rows(groups, unit),
         "rounds": round_rows(record.rounds, record.trials),
         "details": _details(s),
-        "reproduce": reproduce_section(record),
+        "reproduce": reproduce_section(record, environment),
         "costs": cost_section(record.trials),
         "environment": environment,
     }
@@ -301,10 +303,9 @@ def culprit_rows(s: dict[str, Any], unit: Unit) -> list[dict[str, Any]]:
         keys = [str(k) for k in keys]
         effect = next((e for e in s.get("effects") or [] if sorted(e.get("keys") or []) == sorted(keys)), None)
         frac, lo, hi = explained(effect, regression)
-        level = 95
         share = _repair_share(s, keys)
-        if share is not None:  # the search's own repair share and interval (90 %)
-            frac, lo, hi, level = share["share"], share.get("low"), share.get("high"), 90
+        if share is not None:  # the search's own repair share, its interval brought to 95 %
+            frac, lo, hi = share_at_95(share)
         rows.append({
             "keys": keys,
             "changes": [{"key": k, "a": diffs.get(k, {}).get("a"), "b": diffs.get(k, {}).get("b"),
@@ -314,7 +315,7 @@ def culprit_rows(s: dict[str, Any], unit: Unit) -> list[dict[str, Any]]:
             "ci_high": None if effect is None else _f(effect.get("ci_high")),
             "effect_text": _effect_text(effect, unit),
             "explained_fraction": frac, "explained_ci_low": _finite_or_none(lo),
-            "explained_ci_high": _finite_or_none(hi), "explained_ci_level": level,
+            "explained_ci_high": _finite_or_none(hi), "explained_ci_level": 95,
         })  # fmt: skip
     return rows
 
@@ -329,6 +330,18 @@ def _repair_share(s: dict[str, Any], keys: list[str]) -> dict[str, Any] | None:
     entry = shares.get("{" + ", ".join(names) + "}") if covered == set(keys) else None
     repair = entry.get("repair") if isinstance(entry, dict) else None
     return repair if isinstance(repair, dict) and _f(repair.get("share")) is not None else None
+
+
+def share_at_95(share: dict[str, Any]) -> tuple[float, float | None, float | None]:
+    """A share with its interval at 95 %: the search decides at `level` (90 % unless it says),
+    so each side's distance from the share is scaled by z(97.5 %) / z(upper quantile of level)."""
+    value, lo, hi = float(share["share"]), _f(share.get("low")), _f(share.get("high"))
+    level = _f(share.get("level")) or SHARE_LEVEL
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return value, None, None
+    z = statistics.NormalDist().inv_cdf
+    widen = z(0.975) / z(0.5 + level / 2)
+    return value, value - (value - lo) * widen, value + (hi - value) * widen
 
 
 def _finite_or_none(x: float | None) -> float | None:
@@ -390,9 +403,18 @@ def verdict_paragraph(s: dict[str, Any], regression: dict[str, Any] | None, fact
         parts.append(str(s["verdict"]).strip())
     masking = [f for f in factors if f["measured"] == "helpful"]
     if masking:
-        names = ", ".join(f"`{'/'.join(f['keys'])}` ({unit.diff(f['effect'])}, CI {unit.interval(f['ci_low'], f['ci_high'])})" for f in masking)
+        names = ", ".join(f"`{'/'.join(f['keys'])}` ({unit.diff(f['effect'])}, 95 % CI {unit.interval(f['ci_low'], f['ci_high'])})" for f in masking)
         parts.append(f"Helpful changes that mask part of the gap: {names}.")
     return " ".join(p for p in parts if p)
+
+
+def _verdict_so_far(record: SearchRecord, s: dict[str, Any], regression: dict[str, Any] | None,
+                    factors: list[dict[str, Any]], unit: Unit) -> str:
+    """The verdict paragraph; a search stopped before deciding says that no culprit is known yet."""
+    paragraph = verdict_paragraph(s, regression, factors, unit)
+    if record.summary is None or (not record.complete and not s.get("culprits") and not s.get("verdict")):
+        paragraph += (" " if paragraph else "") + "No culprit has been decided yet: the search stopped before a verdict."
+    return paragraph
 
 
 def _gap_sentence(s: dict[str, Any], r: dict[str, Any], metric: str, unit: Unit) -> str:
@@ -525,10 +547,18 @@ def round_rows(rounds: list[dict[str, Any]], trials: list[TrialRecord]) -> list[
     return out
 
 
-def reproduce_section(record: SearchRecord) -> dict[str, Any]:
+def _search_cwd(environment: dict[str, Any] | None) -> str | None:
+    """The directory the search ran in, when the search itself recorded its environment."""
+    if not environment or environment.get("collected_by") == "report":
+        return None
+    cwd = environment.get("cwd")
+    return str(cwd) if cwd else None
+
+
+def reproduce_section(record: SearchRecord, environment: dict[str, Any] | None = None) -> dict[str, Any]:
     """The search command, seeds and budget, and the exact command of one trial of each key variant."""
-    s = record.summary or {}
-    template = next((t.command for t in record.trials if t.command), [])
+    s = record.summary or record.settings
+    template = next((t.command for t in record.trials if t.command), []) or _split(s.get("command"))
     out_rel = str(record.out_dir)
     flags = [("--good", s.get("good")), ("--bad", s.get("bad")), ("--command", command_text(template) if template else None),
              ("--metric", s.get("metric")), ("--mode", s.get("mode")), ("--steps", s.get("steps")),
@@ -552,9 +582,20 @@ def reproduce_section(record: SearchRecord) -> dict[str, Any]:
         "seeds": sorted({t.seed for t in record.trials}),
         "steps": s.get("steps") or _most_common(t.steps for t in record.trials),
         "strategy": s.get("strategy"),
+        "cwd": next((t.cwd for t in record.trials if t.cwd), None) or _search_cwd(environment),
         "statistics": STATISTICS,
         "trials": examples,
     }
+
+
+def _split(command: Any) -> list[str]:
+    """A command template as recorded in the journal (a string or a list of words)."""
+    if isinstance(command, list):
+        return [str(w) for w in command]
+    try:
+        return shlex.split(command) if isinstance(command, str) else []
+    except ValueError:
+        return [command]
 
 
 def command_text(words: list[str]) -> str:

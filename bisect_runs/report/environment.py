@@ -34,11 +34,16 @@ def collect_environment(repo_dir: str | Path = ".") -> dict[str, Any]:
         "bisect_runs": package_version("bisect-runs"),
         "gpus": gpu_names(),
         "git": git_state(Path(repo_dir)),
+        "cwd": str(Path.cwd()),  # where the search ran: trainers start here unless the executor says otherwise
     }
 
 
-def load_or_collect(out_dir: Path, repo_dir: str | Path = ".") -> dict[str, Any]:
-    """The environment saved with the search, else collected now and saved beside the journal."""
+def load_or_collect(out_dir: Path, repo_dir: str | Path = ".", save: bool = True) -> dict[str, Any]:
+    """The environment saved with the search, else collected now and saved beside the journal.
+
+    With save=False (a search that has not finished) it is collected for this page only and
+    marked so: the search, when it ends, records its own.
+    """
     path = out_dir / ENVIRONMENT_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -47,6 +52,8 @@ def load_or_collect(out_dir: Path, repo_dir: str | Path = ".") -> dict[str, Any]
     except (OSError, ValueError):
         pass  # absent or unreadable: collect afresh
     env = collect_environment(repo_dir)
+    if not save:
+        return {**env, "collected_by": "report"}
     write_json_atomic(path, env)
     return env
 

@@ -7,6 +7,7 @@ says beforehand whether it can be.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 History = list[tuple[int, float]]
 WIDTH_IN, DPI = 8.0, 100  # 800 px: a wiki column
 COLORS = {"A": "#1b7837", "B": "#b2182b"}  # good green, bad red; variants take the cycle
+AT_A = "#d9f0d3"  # pale green: a factor at A's value in the decision matrix
+DECISION_ROW_IN, MAX_DECISIONS_IN = 0.3, 14.0
 CYCLE = ["#2166ac", "#e08214", "#762a83", "#35978f", "#8c510a", "#c51b7d", "#4d4d4d"]
 
 
@@ -60,22 +63,32 @@ def color_for(label: str, index: int) -> str:
     return COLORS.get(label.split(":")[0].strip(), CYCLE[index % len(CYCLE)])
 
 
-def plot_overlay(path: Path, metric: str, curves: dict[str, History], diverge_at: int | None = None, mode: str | None = None) -> Path:
-    """Two (or more) runs' histories of one metric by step; the divergence step marked."""
+def plot_overlay(
+    path: Path, metric: str, curves: dict[str, History], diverge_at: int | None = None, mode: str | None = None,
+    diverge_label: str | None = None,
+) -> Path:
+    """Two (or more) runs' histories of one metric by step; the divergence step marked.
+
+    Runs compared are not good and bad, so they take neutral colours (blue, orange, ...).
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(WIDTH_IN, 4.2), layout="constrained")
     for i, (label, history) in enumerate(curves.items()):
         steps = [s for s, v in history if math.isfinite(v)]
         values = [v for s, v in history if math.isfinite(v)]
-        ax.plot(steps, values, color=color_for(label, i), lw=1.6, label=label, marker="o" if len(steps) < 30 else None, ms=3)
+        ax.plot(steps, values, color=CYCLE[i % len(CYCLE)], lw=1.6, label=label,
+                marker="o" if len(steps) < 30 else None, ms=3)  # fmt: skip
     if diverge_at is not None:
-        ax.axvline(diverge_at, color="#555555", ls="--", lw=1.2, label=f"diverge at step {diverge_at:,}")
+        label = diverge_label or f"diverge at step {diverge_at:,}"
+        ax.axvline(diverge_at, color="#555555", ls="--", lw=1.2, label=label)
     better = {"min": " (lower is better)", "max": " (higher is better)"}.get(mode or "", "")
     ax.set_title(f"{metric}: A vs B by training step")
     ax.set_xlabel("training step")
     ax.set_ylabel(metric + better)
     _step_axis(ax)
-    ax.legend(loc="best", frameon=False)
+    labels = ax.get_legend_handles_labels()[1]  # below the plot: run names are long and must not hide a curve
+    ncols = len(labels) if sum(len(label) for label in labels) <= 60 else 1  # one row fits about 60 characters
+    fig.legend(loc="outside lower center", ncols=ncols, frameon=False)
     return _save(fig, path)
 
 
@@ -170,26 +183,50 @@ def plot_decisions(path: Path, cells: Sequence[RoundCell], factors: Sequence[str
     """The decision sequence as a design matrix: a row per variant and round, red = factor at B's value."""
     plt = _pyplot()
     from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
 
     rows = list(cells)
     matrix = [[1.0 if cell.at_b is not None and f in cell.at_b else 0.0 for f in factors] for cell in rows]
-    height = 1.9 + 0.3 * len(rows) + 0.07 * max((len(f) for f in factors), default=0)
-    fig, ax = plt.subplots(figsize=(WIDTH_IN, min(height, 14.0)), layout="constrained")
-    ax.imshow(matrix, cmap=ListedColormap(["#d9f0d3", COLORS["B"]]), vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+    label_room = 0.07 * max((len(_short(f, 24)) for f in factors), default=0)  # rotated factor names
+    height = min(2.2 + DECISION_ROW_IN * len(rows) + label_room, MAX_DECISIONS_IN)
+    font = min(9.0, 0.8 * 72 * (height - 2.2 - label_room) / max(1, len(rows)))  # rows never overlap
+    fig, ax = plt.subplots(figsize=(WIDTH_IN, height), layout="constrained")
+    ax.imshow(matrix, cmap=ListedColormap([AT_A, COLORS["B"]]), vmin=0, vmax=1, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(len(factors)), [_short(f, 24) for f in factors], rotation=35, ha="right")
-    ax.set_yticks(range(len(rows)), [f"R{c.round}  {_short(c.label, 26)}" for c in rows], fontsize=9)
+    ax.set_yticks(range(len(rows)), [f"R{c.round}  {variant_name(c.label)}" for c in rows], fontsize=font)
     ax.tick_params(axis="x", labelsize=9)
-    for y, cell in enumerate(rows):
-        note = f"{cell.trials}×" + (f" ({cell.failed} failed)" if cell.failed else "")
-        ax.annotate(note, (1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=9)
-        if y and cell.round != rows[y - 1].round:
+    counts = ax.secondary_yaxis("right")  # trial counts as tick labels: the layout makes room for them
+    counts.set_yticks(range(len(rows)), [_trial_note(c) for c in rows], fontsize=font)
+    counts.tick_params(length=0)
+    counts.spines["right"].set_visible(False)
+    counts.set_ylabel("trials run (failed)", fontsize=9)
+    for y in range(1, len(rows)):
+        if rows[y].round != rows[y - 1].round:
             ax.axhline(y - 0.5, color="black", lw=1.5)
     ax.set_xticks([x - 0.5 for x in range(1, len(factors))], minor=True)
     ax.grid(which="minor", color="white", lw=1)
     ax.grid(which="major", visible=False)
     ax.tick_params(which="minor", length=0)
-    ax.set_title("Decision sequence: variants per round (red: at B's value, green: at A's)")
+    ax.set_title("Decision sequence: variants tested per round")
+    handles = [Patch(color=COLORS["B"], label="factor at B's value"), Patch(color=AT_A, label="at A's value")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
+    fig.get_layout_engine().set(w_pad=0.08, h_pad=0.08)
     return _save(fig, path)
+
+
+def variant_name(label: str, width: int = 28) -> str:
+    """A variant label for an axis: `A + {f, g, h}` too long to read becomes `A + 3 factors`."""
+    if len(label) <= width:
+        return label
+    match = re.fullmatch(r"\s*([AB])\s*([-+])\s*\{(.*)\}\s*", label)
+    if match is None:
+        return _short(label, width)
+    n = len([part for part in match.group(3).split(",") if part.strip()])
+    return f"{match.group(1)} {match.group(2)} {n} factor{'s' if n != 1 else ''}"
+
+
+def _trial_note(cell: RoundCell) -> str:
+    return f"{cell.trials}×" + (f" ({cell.failed} failed)" if cell.failed else "")
 
 
 def plot_rounds(path: Path, cells: Sequence[RoundCell], rounds: int) -> Path:
@@ -208,7 +245,7 @@ def plot_rounds(path: Path, cells: Sequence[RoundCell], rounds: int) -> Path:
         ax.annotate(note, (cell.round, y_of[cell.label]), xytext=(9, -4), textcoords="offset points", fontsize=9)
     ax.set_yticks(range(len(labels)), [_short(label, 38) for label in reversed(labels)])
     ax.set_xticks(range(1, rounds + 1))
-    ax.set_xlim(0.5, rounds + 0.9)
+    ax.set_xlim(0.5, rounds + 0.5 + 0.2 * rounds)  # room right of the last round for its count
     ax.set_xlabel("round (trials in a round run in parallel)")
     ax.set_title("Decision sequence: variants tested per round")
     ax.grid(axis="y", visible=False)
@@ -218,7 +255,10 @@ def plot_rounds(path: Path, cells: Sequence[RoundCell], rounds: int) -> Path:
 def _step_axis(ax: Any) -> None:
     from matplotlib.ticker import FuncFormatter
 
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if abs(x) >= 10_000 else f"{x:g}"))
+    def label(x: float, _: Any) -> str:  # all ticks in k once the axis reaches 10k: 2.5k, 5k, 7.5k, 10k
+        return f"{x / 1000:g}k" if x and max(abs(v) for v in ax.get_xlim()) >= 10_000 else f"{x:g}"
+
+    ax.xaxis.set_major_formatter(FuncFormatter(label))
 
 
 def _short(label: str, width: int = 48) -> str:

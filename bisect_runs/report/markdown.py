@@ -49,7 +49,6 @@ def _verdict(c: dict[str, Any]) -> list[str]:
     if details.get("hint"):
         bullets.append(f"- Hint: {details['hint']}")
     return lines + (bullets + [""] if bullets else [])
-    return lines
 
 
 def _differences(c: dict[str, Any]) -> list[str]:
@@ -124,7 +123,11 @@ def _figures(c: dict[str, Any]) -> list[str]:
 def _reproduce(c: dict[str, Any]) -> list[str]:
     r = c["reproduce"]
     lines = ["## How to reproduce", ""]
-    lines += ["Rerun the whole search (same trials, same seeds; finished ones are reused with `--resume`):", "", "```sh", r["search"], "```", ""]
+    where = f" from `{r['cwd']}`" if r.get("cwd") else ""
+    if c["status"] != "complete":
+        lines += [f"Continue the search where it stopped{where} (finished trials are not rerun):", "", "```sh", r["resume"], "```", ""]
+        where = ""
+    lines += [f"Rerun the whole search{where} (same trials, same seeds; finished ones are reused with `--resume`):", "", "```sh", r["search"], "```", ""]
     lines += ["Regenerate this page without running anything:", "", "```sh", r["report"], "```", ""]
     lines += [
         f"- Good config (A): `{r['good']}`; regressed config (B): `{r['bad']}`",
@@ -160,13 +163,24 @@ def _environment(c: dict[str, Any]) -> list[str]:
         gpus = env.get("gpus") or []
         lines.append(f"- GPUs: {'; '.join(gpus) if gpus else 'none'}")
         lines.append(f"- Host: `{env.get('host')}` ({env.get('platform')}); date: {env.get('date')}")
+        if env.get("collected_by") == "report":
+            lines.append("- (Collected when this page was written: the search has not recorded its own environment yet.)")
     span = costs.get("span_hours")
-    span_text = f", {span:.2f} h wall clock" if isinstance(span, float) else ""
-    lines.append(
-        f"- Cost: {costs['trials']} trials, {costs['gpu_hours']:.2f} GPU-hours, "
-        f"{costs['cpu_trial_hours']:.2f} CPU trial-hours{span_text}"
-    )
+    span_text = f", {duration(span)} wall clock" if isinstance(span, (int, float)) else ""
+    gpu = f"{costs['gpu_hours']:.2f} GPU-hours" if costs["gpu_hours"] else "no GPU time"
+    cpu = f", {duration(costs['cpu_trial_hours'])} of CPU-only trials" if costs["cpu_trial_hours"] else ""
+    lines.append(f"- Cost: {costs['trials']} trials, {gpu}{cpu}{span_text}")
     return lines + [""]
+
+
+def duration(hours: float) -> str:
+    """0.0004 h -> '1.4 s', 0.25 h -> '15 min', 3.5 h -> '3.50 h'."""
+    seconds = hours * 3600
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{hours:.2f} h"
 
 
 # -- small pieces ----------------------------------------------------------------------

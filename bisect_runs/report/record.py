@@ -16,6 +16,8 @@ from bisect_runs.errors import RunError
 
 SUMMARY_FILE, JOURNAL_FILE = "summary.json", "journal.jsonl"
 UNFINISHED = "interrupted"
+# what a `search` journal event may tell about a search that never wrote summary.json
+SETTINGS = ("good", "bad", "metric", "mode", "steps", "strategy", "command", "executor", "factors", "cwd")
 
 
 @dataclass
@@ -38,6 +40,7 @@ class TrialRecord:
     gpus: int = 0
     argv: list[str] = field(default_factory=list)  # the substituted command, from launch.json
     time: float | None = None
+    cwd: str | None = None  # where the trainer ran, when the executor recorded it
 
 
 @dataclass
@@ -129,6 +132,7 @@ def _trial_record(entry: dict[str, Any], out: Path) -> TrialRecord:
         gpus=int(launch.get("gpus") or 0),
         argv=[str(a) for a in launch.get("argv", [])],
         time=_float(entry.get("time")),
+        cwd=str(launch["cwd"]) if launch.get("cwd") else None,
     )
 
 
@@ -161,12 +165,12 @@ def _rounds(summary: dict[str, Any] | None, entries: list[dict[str, Any]]) -> li
 
 
 def _settings(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """good, bad, metric, mode, steps, strategy from the journal's `search`/`start` event, if any."""
+    """The search's settings (good, bad, metric, factors, ...) from its `search`/`start` journal event, if any."""
     for entry in entries:
         if entry.get("event") in ("search", "start", "settings"):
             nested = entry.get("settings")
             data: dict[str, Any] = nested if isinstance(nested, dict) else entry
-            return {k: data[k] for k in ("good", "bad", "metric", "mode", "steps", "strategy") if k in data}
+            return {k: data[k] for k in SETTINGS if k in data}
     return {}
 
 

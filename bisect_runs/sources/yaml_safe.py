@@ -107,7 +107,9 @@ def compose_yaml(text: str, *, fast: bool = False) -> Node | None:
         node = loader.get_single_node()
     finally:
         loader.dispose()
-    if node is not None and _expanded_size(node, {}, set()) > MAX_EXPANDED_NODES:
+    if node is None or "*" not in text:
+        return node  # no alias in the text: nothing expands beyond what was parsed
+    if _expanded_size(node, {}, set()) > MAX_EXPANDED_NODES:
         raise SourceProblem(
             f"YAML aliases expand to more than {MAX_EXPANDED_NODES:,} nodes (alias bomb?); refused"
         )

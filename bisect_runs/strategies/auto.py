@@ -39,6 +39,7 @@ PARTNER_BELOW = 0.85
 MAX_ALL_CANDIDATES = 6  # after adding suspects the screen missed
 MAX_SCREEN_BLOCKS = 4
 MAX_CONFIRM_LAYERS = 8
+BYSTANDER = 0.25  # a member whose own reproduce and repair shares are both below this is dropped
 DECISION_LEVEL = 0.9  # interval level used to decide whether to keep confirming
 
 Phase = Generator[list[Request], list[Observation], Any]
@@ -216,10 +217,24 @@ def analyse(ev: Evidence, cands: list[int], screen: Screen) -> Finding:
         if r.value >= SHARE and q.value >= SHARE and min(direct[t][0].high, direct[t][1].high) >= SHARE
     ]
     minimal = [t for t in qualifying if not any(u < t for u in qualifying)]
+    minimal = list(dict.fromkeys(without_bystanders(t, shares) for t in minimal))
+    for t in minimal:
+        if t not in shares:
+            shares[t] = (model.fraction(a, t, a, b, DECISION_LEVEL), model.fraction(b - t, b, a, b, DECISION_LEVEL))
+            direct[t] = direct_shares(ev, t)
+    minimal = [t for t in minimal if not any(u < t for u in minimal)]
     if minimal:
         size = min(len(t) for t in minimal)
         minimal = sorted((t for t in minimal if len(t) == size), key=lambda t: -min(s.value for s in shares[t]))
     return Finding(model, cands, shares, minimal, dict(screen.notes), direct=direct)
+
+
+def without_bystanders(t: frozenset[int], shares: dict[frozenset[int], tuple[Fraction, Fraction]]) -> frozenset[int]:
+    """T without members that alone neither reproduce nor repair anything (they ride along by noise)."""
+    if len(t) < 2:
+        return t
+    kept = frozenset(i for i in t if max(s.value for s in shares[frozenset({i})]) >= BYSTANDER)
+    return kept or t
 
 
 def direct_shares(ev: Evidence, t: frozenset[int]) -> tuple[Fraction, Fraction]:
