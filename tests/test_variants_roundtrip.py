@@ -169,3 +169,12 @@ def test_directory_round_trip(files: dict[str, dict[str, Any]], data: st.DataObj
         base = load_config(root)
     changes = draw_changes(data, base.data, scalars(nulls=False), plain_keys)
     round_trip(base, {k: v for k, v in changes.items() if k[0] != "added" or len(k) > 2})
+
+
+def test_yaml_unicode_line_breaks_read_back(tmp_path: Path) -> None:
+    """PyYAML writes NEL raw in single quotes, where it reads back as a space: we double-quote."""
+    path = tmp_path / "train.yaml"
+    path.write_text("# generated\n'0': null\nname: run\n")
+    base = load_config(path)
+    for text in ("\x85", "a\x85b", "line\u2028sep", "x\n\x85"):
+        round_trip(base, {("added", "0"): text, ("name",): text})

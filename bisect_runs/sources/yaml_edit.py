@@ -20,6 +20,42 @@ from bisect_runs.sources.plain import to_plain
 from bisect_runs.sources.yaml_safe import compose_yaml, construct_yaml, load_yaml_text
 
 _WIDTH = 1 << 30
+_LINE_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, double-quoting strings with Unicode line breaks.
+
+    PyYAML writes NEL (U+0085) raw inside a single-quoted scalar, where reading folds it to a
+    space; in double quotes it is escaped and reads back exactly.
+    """
+
+    def represent_str(self, data: str) -> ScalarNode:
+        style = '"' if any(c in data for c in _LINE_BREAKS) else None
+        return self.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _Dumper.represent_str)
+
+
+def _dump(value: Any, flow: bool) -> str:
+    """YAML text of a value in the data's key order, block or flow style."""
+    return yaml.dump(
+        value,
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=flow,
+        width=_WIDTH,
+    )
+
+
+def _double_quoted(text: str) -> str:
+    """A YAML double-quoted scalar of `text` (JSON escapes, Unicode line breaks escaped too)."""
+    out = json.dumps(text, ensure_ascii=False)
+    for c in _LINE_BREAKS:
+        out = out.replace(c, f"\\u{ord(c):04x}")
+    return out
 
 
 class _CannotSplice(Exception):
@@ -70,10 +106,7 @@ def edit_yaml(text: str, new: dict[str, Any]) -> str:
 
 def dump_yaml(data: dict[str, Any], header: str = "") -> str:
     """Plain block-style YAML in the data's key order."""
-    body = yaml.safe_dump(
-        data, sort_keys=False, allow_unicode=True, default_flow_style=False, width=_WIDTH
-    )
-    return header + body
+    return header + _dump(data, flow=False)
 
 
 def _parse(text: str) -> Any:
@@ -94,10 +127,8 @@ def _header_comments(text: str) -> str:
 def flow_text(value: Any) -> str:
     """One-line YAML for a value, safe to put wherever a node stood ('; rm -rf ~' comes out quoted)."""
     if isinstance(value, str) and ("\n" in value or "\r" in value):
-        return json.dumps(value, ensure_ascii=False)
-    out = yaml.safe_dump(
-        value, default_flow_style=True, width=_WIDTH, allow_unicode=True, sort_keys=False
-    )
+        return _double_quoted(value)
+    out = _dump(value, flow=True)
     out = out.removesuffix("\n").removesuffix("\n...").removesuffix("...").rstrip("\n")
     return out if "\n" not in out else _quoted_flow(value)
 
@@ -111,7 +142,7 @@ def _quoted_flow(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_quoted_flow(v) for v in value) + "]"
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return _double_quoted(value)
     text = flow_text(value)
     if "\n" in text:
         raise _CannotSplice
@@ -120,9 +151,7 @@ def _quoted_flow(value: Any) -> str:
 
 def _block_entry(key: Any, value: Any, indent: int) -> str:
     """`key: value` lines in block style, indented to sit inside a mapping."""
-    out = yaml.safe_dump(
-        {key: value}, sort_keys=False, allow_unicode=True, default_flow_style=False, width=_WIDTH
-    )
+    out = _dump({key: value}, flow=False)
     pad = " " * indent
     return "".join(pad + line for line in out.splitlines(keepends=True))
 
