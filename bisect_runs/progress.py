@@ -66,6 +66,11 @@ class Progress:
         if self.level != "quiet":
             self._line(f"{describe(trial, outcome)}; retrying (attempt {attempt})")
 
+    def note(self, text: str) -> None:
+        """A one-line message about the search itself (not shown when quiet)."""
+        if self.level != "quiet":
+            self._line(text)
+
     def refresh(self) -> None:
         """Redraw the live line (terminals only)."""
         if self.live and self.level != "quiet" and self.total:

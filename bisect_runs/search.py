@@ -152,6 +152,7 @@ class Search:
             max_runs=s.max_runs,
             failure_value=s.failure_value,
             prior_scores=[f.score for f in self.factors],
+            seeds=s.seeds,
             seed_base=s.seed_base,
         )
 
@@ -176,15 +177,29 @@ class Search:
             journal.event(
                 "search", good=s.good, bad=s.bad, metric=s.metric, mode=s.mode, steps=s.steps,
                 strategy=s.strategy, command=s.command, executor=s.executor,
+                differences=[d.to_json() for d in self.diff.differences],
                 factors=[{"name": f.name, "keys": _factor_keys(f)} for f in self.factors],
             )  # fmt: skip
             self.journal = journal
+            (self.out_dir / SUMMARY_FILE).unlink(missing_ok=True)  # a resumed search decides anew
             ctx = self.context(executor.capacity)
             if not self.factors:
                 decision = Decision(False, [], [], "The configs do not differ in any searchable key.")
                 return self.finish(decision, runner, complete=True)
-            decision = self.drive(make_strategy(s.strategy, ctx), runner, ctx)
+            try:
+                decision = self.drive(make_strategy(s.strategy, ctx), runner, ctx)
+            except KeyboardInterrupt:
+                self.partial_report()
+                raise
             return self.finish(decision, runner, complete=not ctx.out_of_time)
+
+    def partial_report(self) -> None:
+        """An interrupted search still leaves a report of what finished, marked partial."""
+        try:
+            write_report(self.out_dir)
+        except Exception as exc:  # the journal is what matters; a report is a courtesy here
+            if self.progress is not None:
+                self.progress.note(f"could not write the partial report: {exc}")
 
     def drive(self, strategy: Strategy, runner: TrialRunner, ctx: SearchContext) -> Decision:
         """Run the strategy's rounds as real trials until it decides or a budget runs out."""

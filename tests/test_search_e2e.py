@@ -128,6 +128,25 @@ def test_resume_after_kill_runs_nothing_twice(tmp_path: Path) -> None:
     assert len(starts_after) == len(finished_ids) - done_before
 
 
+def test_interrupted_search_exits_130_with_a_partial_report(tmp_path: Path) -> None:
+    fake = {"value": "1.0 + (lr < 0.01)", "noise": 0.15, "sleep": 0.6}
+    root = project(tmp_path, fake)
+    args = [sys.executable, "-m", "bisect_runs", "search", "--project", str(root / "bisect.yaml")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _finished(root) < 3:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "rerun with --resume" in output and "Traceback" not in output
+    assert not (root / "out" / "summary.json").exists()
+    report = (root / "out" / "report.md").read_text()
+    assert "**Partial report.**" in report
+    assert "`lr`" in report  # the difference table comes from the journal's search event
+
+
 def _finished(root: Path) -> int:
     journal = root / "out" / "journal.jsonl"
     if not journal.exists():

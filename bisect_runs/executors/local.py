@@ -8,6 +8,7 @@ killed when its leader exits, so a slot is free when its trial is reported.
 
 from __future__ import annotations
 
+import glob
 import importlib.util
 import os
 import queue
@@ -53,11 +54,18 @@ def visible_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
         smi = shutil.which("nvidia-smi")
         if smi is not None:
             return _nvidia_smi(smi)
-        if importlib.util.find_spec("torch") is None:
-            return []
+        if importlib.util.find_spec("torch") is None or _no_gpu_devices():
+            return []  # importing torch only to learn there is no GPU costs seconds
     import torch
 
     return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def _no_gpu_devices() -> bool:
+    """On Linux, no NVIDIA or ROCm device node: torch would find no GPU either."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return not glob.glob("/dev/nvidia[0-9]*") and not os.path.exists("/dev/kfd")
 
 
 def _parse_visible(listed: str) -> list[str]:

@@ -17,7 +17,10 @@ from bisect_runs.errors import RunError
 SUMMARY_FILE, JOURNAL_FILE = "summary.json", "journal.jsonl"
 UNFINISHED = "interrupted"
 # what a `search` journal event may tell about a search that never wrote summary.json
-SETTINGS = ("good", "bad", "metric", "mode", "steps", "strategy", "command", "executor", "factors", "cwd")
+SETTINGS = (
+    "good", "bad", "metric", "mode", "steps", "strategy", "command", "executor", "factors",
+    "differences", "cwd",
+)  # fmt: skip
 
 
 @dataclass

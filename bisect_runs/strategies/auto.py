@@ -255,7 +255,7 @@ def direct_shares(ev: Evidence, t: frozenset[int]) -> tuple[Fraction, Fraction]:
     den, var_den = mb - ma, var * (1 / len(ya) + 1 / len(yb))
 
     def share(num: float, var_num: float, cov: float) -> Fraction:
-        return Fraction(*ratio_ci(num, den, var_num, var_den, cov, df, DECISION_LEVEL))
+        return Fraction(*ratio_ci(num, den, var_num, var_den, cov, df, DECISION_LEVEL), DECISION_LEVEL)
 
     r = share(float(np.mean(yt)) - ma, var * (1 / len(yt) + 1 / len(ya)), var / len(ya)) if yt else unknown
     q = share(mb - float(np.mean(yu)), var * (1 / len(yu) + 1 / len(yb)), var / len(yb)) if yu else unknown

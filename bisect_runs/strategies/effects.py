@@ -41,6 +41,7 @@ class Fraction:
     value: float
     low: float
     high: float
+    level: float = 0.95
 
 
 class Model:
@@ -74,7 +75,7 @@ class Model:
         num, se_n = self.fit.contrast(cn)
         den, se_d = self.fit.contrast(cd)
         ratio, low, high = ratio_ci(num, den, se_n**2, se_d**2, self.fit.covariance(cn, cd), self.fit.df, level)
-        return Fraction(ratio, low, high)
+        return Fraction(ratio, low, high, level)
 
     def main_effects(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per factor: effect of switching it A -> B averaged over the rest, its se and Holm-adjusted p."""

@@ -33,8 +33,8 @@ class Finding:
     complete: bool = True
     direct: dict[frozenset[int], tuple[Fraction, Fraction]] = field(default_factory=dict)  # model-free shares
 
-    def model_shares(self, t: frozenset[int], level: float = 0.9) -> tuple[Fraction, Fraction]:
-        """(reproduce, repair) shares of T from the model."""
+    def model_shares(self, t: frozenset[int], level: float = 0.95) -> tuple[Fraction, Fraction]:
+        """(reproduce, repair) shares of T from the model, with `level` intervals."""
         a, b = a_point(), b_point(self.model.n)
         return self.model.fraction(a, t, a, b, level), self.model.fraction(b - t, b, a, b, level)
 
@@ -101,8 +101,10 @@ def decide(
     culprits, kind = units(finding, best)
     details["classification"] = kind
     details["masking"] = _masking(finding.model, ev)
+    # decided at the search's one-sided level; reported, like every effect, with 95 % intervals
     details["shares"] = {
-        _set_name(t, names): {"reproduce": _frac(r), "repair": _frac(q)} for t, (r, q) in finding.shares.items()
+        _set_name(t, names): {"reproduce": _frac(r), "repair": _frac(q)}
+        for t, (r, q) in ((t, finding.model_shares(t)) for t in finding.shares)
     }
     if len(best) == 2:
         i, j = sorted(best)
@@ -221,7 +223,7 @@ def _verdict(
     masking: list[dict[str, Any]],
     regression: Effect,
 ) -> str:
-    r, q = finding.shares[best]
+    r, q = finding.model_shares(best)
     both = _set_name(best, names)
     share = f"reverting it repairs {_pct(q)} and applying it to A reproduces {_pct(r)} of B - A = {_num(regression.effect)}"
     if kind == "single":
@@ -249,13 +251,13 @@ def _set_name(t: frozenset[int], names: list[str]) -> str:
 
 
 def _frac(f: Fraction) -> dict[str, float]:
-    return {"share": f.value, "low": f.low, "high": f.high}
+    return {"share": f.value, "low": f.low, "high": f.high, "level": f.level}
 
 
 def _pct(f: Fraction) -> str:
     if not math.isfinite(f.low) or not math.isfinite(f.high):
         return f"{f.value:.0%}"
-    return f"{f.value:.0%} (90 % CI {f.low:.0%} to {f.high:.0%})"
+    return f"{f.value:.0%} ({f.level:.0%} CI {f.low:.0%} to {f.high:.0%})"
 
 
 def _num(x: float) -> str:
