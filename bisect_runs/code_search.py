@@ -502,7 +502,12 @@ def _fingerprint(config: LoadedConfig | None) -> str:
 
 
 class CommitRunner(TrialRunner):
-    """A TrialRunner whose launches start in the trial's commit worktree."""
+    """A TrialRunner whose launches start in the trial's commit worktree.
+
+    A program missing at some commit makes that commit untestable (a crash), not the search.
+    """
+
+    start_error_fatal = False
 
     def __init__(self, *args: Any, commit_trials: CommitTrials, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -42,6 +42,10 @@ from bisect_runs.trials import (
 class TrialRunner:
     """Executes trials for a search over one OUT_DIR, journaling every outcome."""
 
+    # A command that cannot start (no such program) is the user's error and stops the search;
+    # runners whose trials run different code (commits) record it as a crash instead.
+    start_error_fatal = True
+
     def __init__(
         self,
         out_dir: str | Path,
@@ -183,7 +187,7 @@ class _Batch:
         trial = self.todo.get(end.trial_id)
         if trial is None or trial.id in self.results:
             return  # not ours (an executor shared between runners) or already judged
-        if START_ERROR in end.extra:
+        if START_ERROR in end.extra and self.r.start_error_fatal:
             raise TrialError(f"{end.extra[START_ERROR]} (command: {' '.join(trial.command)})")
         attempt = self.attempt[trial.id]
         outcome = finish(trial, end, self.r.metric, self.r.out_dir, attempt)

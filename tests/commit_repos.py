@@ -78,8 +78,12 @@ def make_repo(
     good: float = 1.0,
     bad: float = 1.5,
     noise: float = 0.05,
+    missing: int | None = None,
 ) -> CommitRepo:
-    """Commit 0 is good; commit `culprit` raises BASE from `good` to `bad`; commit `broken` has a syntax error."""
+    """Commit 0 is good; commit `culprit` raises BASE from `good` to `bad`; commit `broken` has a syntax error.
+
+    train.py is an executable script; at commit `missing` it is renamed away (`./train.py` cannot start).
+    """
     repo = root / "trainer-repo"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
@@ -89,15 +93,21 @@ def make_repo(
         text = TRAINER.format(version=i, base=base, noise=noise)
         if i == broken:
             text += BROKEN
-        (repo / "train.py").write_text(text)
+        script = repo / ("moved.py" if i == missing else "train.py")
+        for old in ("train.py", "moved.py"):
+            if (repo / old).exists():
+                git(repo, "rm", "-q", old)
+        script.write_text(f"#!{sys.executable}\n" + text)
+        script.chmod(0o755)
         (repo / "NOTES.md").write_text(f"change {i}\n")
-        git(repo, "add", "train.py", "NOTES.md")
+        git(repo, "add", script.name, "NOTES.md")
         subject = "raise the base loss" if i == culprit else f"change {i}"
         git(repo, "commit", "-q", "-m", subject)
         shas.append(git(repo, "rev-parse", "HEAD"))
     git(repo, "tag", "good", shas[0])
     culprit_sha = shas[culprit] if culprit <= commits else ""  # beyond the range: no regression
-    return CommitRepo(repo, shas, culprit_sha, shas[broken] if broken is not None else None)
+    untestable = broken if broken is not None else missing
+    return CommitRepo(repo, shas, culprit_sha, shas[untestable] if untestable is not None else None)
 
 
 def dirty(repo: CommitRepo) -> None:
@@ -107,4 +117,5 @@ def dirty(repo: CommitRepo) -> None:
     (repo.path / "NOTES.md").write_text("edited, not committed\n")
 
 
+SCRIPT_COMMAND = "./train.py --config {config} --run-dir {run_dir} --seed {seed} --steps {steps}"
 COMMAND = f"{sys.executable} train.py --config {{config}} --run-dir {{run_dir}} --seed {{seed}} --steps {{steps}}"

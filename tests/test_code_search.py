@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from commit_repos import COMMAND, dirty, make_repo
+from commit_repos import COMMAND, SCRIPT_COMMAND, dirty, make_repo
 
 from bisect_runs.cli import cli
 from bisect_runs.code_search import (
@@ -208,6 +208,15 @@ def test_untestable_commits_are_skipped(tmp_path: Path, config_file: Path) -> No
     """The broken commit sits where bisection would look first; its neighbours are tested instead."""
     repo = make_repo(tmp_path, commits=10, culprit=8, broken=5)
     result = CodeSearch(settings_for(repo.path, tmp_path / "out", config_file)).run()
+    assert result.culprits == [[f"commit:{repo.culprit}"]]
+    tested = {row["sha"]: row["status"] for row in result.details["code"]["tested"]}
+    assert tested.get(repo.broken) == "skip"
+
+
+def test_a_program_missing_at_a_commit_makes_it_untestable_not_the_search(tmp_path: Path, config_file: Path) -> None:
+    repo = make_repo(tmp_path, commits=10, culprit=8, broken=None, missing=5)
+    settings = settings_for(repo.path, tmp_path / "out", config_file, command=SCRIPT_COMMAND)
+    result = CodeSearch(settings).run()
     assert result.culprits == [[f"commit:{repo.culprit}"]]
     tested = {row["sha"]: row["status"] for row in result.details["code"]["tested"]}
     assert tested.get(repo.broken) == "skip"

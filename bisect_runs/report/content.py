@@ -398,7 +398,7 @@ def verdict_paragraph(s: dict[str, Any], regression: dict[str, Any] | None, fact
         parts.append(_gap_sentence(s, regression, metric, unit))
     culprits = culprit_rows(s, unit)
     for row in culprits:
-        parts.append(_culprit_sentence(row, regression, metric, unit))
+        parts.append(_culprit_sentence(s, row, regression, metric, unit))
     if not culprits and s.get("verdict"):  # diffuse, not reproduced, a commit: the search's own words
         parts.append(str(s["verdict"]).strip())
     masking = [f for f in factors if f["measured"] == "helpful"]
@@ -445,9 +445,11 @@ def _mean_sd(m: dict[str, Any], unit: Unit) -> str:
     return f"{unit.fmt(m['mean'])}{sd}{unit.suffix}"
 
 
-def _culprit_sentence(row: dict[str, Any], regression: dict[str, Any] | None, metric: str, unit: Unit) -> str:
+def _culprit_sentence(
+    s: dict[str, Any], row: dict[str, Any], regression: dict[str, Any] | None, metric: str, unit: Unit
+) -> str:
     if all(k.startswith("commit:") for k in row["keys"]):
-        return " ".join(_commit_sentence(k[len("commit:"):], row, unit) for k in row["keys"])
+        return " ".join(_commit_sentence(_commit_record(s, k[len("commit:"):]), row, unit) for k in row["keys"])
     what = changes_text(row["changes"])
     alone = " alone" if len(row["changes"]) == 1 or _same_change(row["changes"]) else " together"
     frac = row["explained_fraction"]
@@ -464,18 +466,28 @@ def _culprit_sentence(row: dict[str, Any], regression: dict[str, Any] | None, me
     return f"Reverting {what}{alone} recovers {frac * 100:.0f} %{ci}{gap}."
 
 
-def _commit_sentence(sha: str, row: dict[str, Any], unit: Unit) -> str:
-    """The first bad commit with its subject, author, date and files, when the repository has it."""
+def _commit_record(s: dict[str, Any], sha: str) -> dict[str, Any]:
+    """What the search recorded of a commit (details.code), else what its repository says."""
+    code = (s.get("details") or {}).get("code") or {}
+    known = [code.get("first_bad"), *(code.get("candidates") or [])]
+    for info in known:
+        if isinstance(info, dict) and str(info.get("sha", "")).startswith(sha):
+            return info
     from bisect_runs.report.environment import commit_info
 
-    info = commit_info(sha)
+    return commit_info(sha, code.get("repo") or ".") or {"sha": sha}
+
+
+def _commit_sentence(info: dict[str, Any], row: dict[str, Any], unit: Unit) -> str:
+    """The first bad commit with its subject, author, date and files, when they are known."""
     effect = f", effect {row['effect_text']}" if row["effect_text"] != "—" else ""
-    if info is None:
+    sha = str(info["sha"])
+    if not info.get("subject"):
         return f"The first bad commit is `{sha[:12]}`{effect}."
-    files = ", ".join(f"`{f}`" for f in info["files"][:6])
+    files = ", ".join(f"`{f}`" for f in (info.get("files") or [])[:6])
     return (
-        f"The first bad commit is `{info['sha'][:12]}` \"{info['subject']}\" by {info['author']} "
-        f"({info['date'][:10]}; files: {files or 'none'}){effect}."
+        f"The first bad commit is `{sha[:12]}` \"{info['subject']}\" by {info.get('author', '?')} "
+        f"({str(info.get('date', ''))[:10]}; files: {files or 'none'}){effect}."
     )
 
 
