@@ -301,6 +301,13 @@ def test_combined_mode_reports_the_config_culprit_and_the_commit(tmp_path: Path,
     assert (tmp_path / "out" / "code" / "journal.jsonl").exists()
     assert summary["details"]["code"]["first_bad"]["subject"] == "raise the base loss"
     assert repo.state() == before
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert '"raise the base loss" by Ada Lovelace' in report
+    assert "([report](config-at-bad/report.md))" in report and "([report](code/report.md))" in report
+    part_trials = sum(
+        1 for part in ("config-at-bad", "code") for _ in (tmp_path / "out" / part / "trials").iterdir()
+    )
+    assert f"{part_trials} trials in" in report  # the trials of both parts, listed on the one page
 
 
 def test_when_the_bad_revision_never_runs_the_first_commit_that_stops_running_is_found() -> None:

@@ -48,7 +48,25 @@ def _verdict(c: dict[str, Any]) -> list[str]:
         bullets.append(f"- Failed (diverged, crashed or timed out) share of trials: {shown}")
     if details.get("hint"):
         bullets.append(f"- Hint: {details['hint']}")
+    bullets += _part_links(details.get("parts"))
     return lines + (bullets + [""] if bullets else [])
+
+
+PART_TITLES = {"config": "Config differences at the bad commit", "code": "Code, bisected with the good config"}
+
+
+def _part_links(parts: Any) -> list[str]:
+    """A combined search: one line per part with its own report."""
+    if not isinstance(parts, dict):
+        return []
+    lines = []
+    for name, part in parts.items():
+        if not isinstance(part, dict) or not isinstance(part.get("out"), str):
+            continue
+        title = PART_TITLES.get(name, name)
+        verdict = _cell(str(part.get("verdict") or "").strip())
+        lines.append(f"- {title}: {verdict} ([report]({part['out']}/report.md))")
+    return lines
 
 
 def _differences(c: dict[str, Any]) -> list[str]:

@@ -72,7 +72,22 @@ def load_search(out_dir: str | Path) -> SearchRecord:
         raise RunError(f"{out}: neither {SUMMARY_FILE} nor {JOURNAL_FILE} found: is this a search's --out directory?")
     trials = _trials(entries, out)
     rounds = _rounds(summary, entries)
+    for folder in part_folders(summary):  # code and configs searched together: both parts' trials
+        part = out / folder
+        part_entries = _read_journal(part / JOURNAL_FILE)
+        trials += _trials(part_entries, part)
+        rounds += _rounds(_read_summary(part / SUMMARY_FILE), part_entries)
+    rounds = [{**r, "round": i + 1} for i, r in enumerate(rounds)]
     return SearchRecord(out, summary, trials, rounds, _settings(entries))
+
+
+def part_folders(summary: dict[str, Any] | None) -> list[str]:
+    """Sub-folders of OUT_DIR holding the parts of a combined search (details.parts.*.out)."""
+    parts = ((summary or {}).get("details") or {}).get("parts")
+    if not isinstance(parts, dict):
+        return []
+    folders = [p.get("out") for p in parts.values() if isinstance(p, dict)]
+    return [f for f in folders if isinstance(f, str) and f and "/" not in f and f not in (".", "..")]
 
 
 def _read_summary(path: Path) -> dict[str, Any] | None:
