@@ -39,7 +39,7 @@ from bisect_runs.revisions import (
     resolve,
 )
 from bisect_runs.runner import TrialRunner
-from bisect_runs.search import SearchResult, _spec, executor_options, metric_spec, write_summary
+from bisect_runs.search import SearchResult, _spec, executor_options, runner_options, write_summary
 from bisect_runs.sources import load_config
 from bisect_runs.sources.loaded import LoadedConfig
 from bisect_runs.strategies import drive
@@ -564,19 +564,9 @@ class CodeSearch:
         with executor, Journal(self.out_dir, resume=s.resume) as journal, worktrees:
             trials = CommitTrials(s, self.positions, worktrees, self.config)
             runner = CommitRunner(
-                self.out_dir,
-                executor,
-                journal,
-                trials.write_config,
-                steps=s.steps,
-                metric=metric_spec(s),
-                timeout_s=s.timeout,
-                retries=s.retries,
-                progress=self.progress,
-                steps_key=s.steps_key,
-                seed_key=s.seed_key,
-                commit_trials=trials,
-            )
+                self.out_dir, executor, journal, trials.write_config, progress=self.progress,
+                commit_trials=trials, **runner_options(s),
+            )  # fmt: skip
             ctx = self.context(executor.capacity)
             started = time.monotonic()
 
@@ -856,9 +846,8 @@ class Judge:
             trials = CommitTrials(s, [self.good, self.head, self.bad], worktrees, self.config,
                                   in_place={self.head: Path(str(self.repo.working_tree_dir))})
             runner = CommitRunner(
-                self.out_dir, executor, journal, trials.write_config, steps=s.steps, metric=metric_spec(s),
-                timeout_s=s.timeout, retries=s.retries, progress=self.progress, steps_key=s.steps_key,
-                seed_key=s.seed_key, commit_trials=trials,
+                self.out_dir, executor, journal, trials.write_config, progress=self.progress,
+                commit_trials=trials, **runner_options(s),
             )  # fmt: skip
             ctx = SearchContext(n_factors=2, factor_names=["checkout", "bad"], mode=s.mode, min_effect=s.min_effect,
                                 parallel=executor.capacity, failure_value=s.failure_value, seed_base=s.seed_base)

@@ -161,18 +161,7 @@ class Search:
         executor = get_executor(s.executor, **executor_options(s), **({"cwd": str(self.cwd)} if self.cwd else {}))
         with executor, Journal(self.out_dir, resume=s.resume) as journal:
             runner = TrialRunner(
-                self.out_dir,
-                executor,
-                journal,
-                self.write_config,
-                steps=s.steps,
-                metric=metric_spec(s),
-                timeout_s=s.timeout,
-                retries=s.retries,
-                progress=self.progress,
-                steps_key=s.steps_key,
-                seed_key=s.seed_key,
-                gpus_per_trial=s.gpus_per_trial,
+                self.out_dir, executor, journal, self.write_config, progress=self.progress, **runner_options(s)
             )
             journal.event(
                 "search", good=s.good, bad=s.bad, metric=s.metric, mode=s.mode, steps=s.steps,
@@ -314,6 +303,19 @@ def diff_options(s: Settings) -> DiffOptions:
         rules_path=s.path(s.rules),
         groups=dict(s.groups),
     )
+
+
+def runner_options(s: Settings) -> dict[str, Any]:
+    """What a TrialRunner takes from the settings: budget, metric, limits, config keys, GPUs."""
+    return {
+        "steps": s.steps,
+        "metric": metric_spec(s),
+        "timeout_s": s.timeout,
+        "retries": s.retries,
+        "steps_key": s.steps_key,
+        "seed_key": s.seed_key,
+        "gpus_per_trial": s.gpus_per_trial,
+    }
 
 
 def metric_spec(s: Settings) -> MetricSpec:
