@@ -222,6 +222,10 @@ def report_command(out_dir: str, fmt: str, no_figures: bool) -> None:
 JUDGE_ABORT = 128  # `git bisect run` stops on exit codes above 127; 1-127 (but 125) would mean "bad"
 
 
+class _JudgeUsageError(click.UsageError):
+    exit_code = JUDGE_ABORT
+
+
 class _JudgeCommand(click.Command):
     """Usage errors abort `git bisect run` (exit 128) instead of marking the commit bad (exit 2)."""
 
@@ -229,8 +233,7 @@ class _JudgeCommand(click.Command):
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.UsageError as exc:
-            exc.exit_code = JUDGE_ABORT
-            raise
+            raise _JudgeUsageError(exc.message, exc.ctx) from None
 
 
 @cli.command("judge", cls=_JudgeCommand)
