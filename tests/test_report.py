@@ -302,7 +302,7 @@ def test_interrupted_search_report_says_how_to_continue(search_dir: Path) -> Non
     assert resume.startswith("bisect-runs search --good configs/baseline --bad configs/run11 --command 'python -m bisect_runs.demo.speech")
     assert resume.endswith("--metric val_per --mode min --steps 200 --strategy auto --out bisect-out --resume")
     assert "- Good config (A): `configs/baseline`; regressed config (B): `configs/run11`" in text
-    assert "| 1 | ? | `lrStart`, `lrEnd` |" in text and "not measured" in text  # the factors being searched
+    assert "| 1 | — | `lrStart`, `lrEnd` |" in text and "not measured" in text  # the factors being searched
     assert "Collected when this page was written" in text
     assert not (search_dir / "environment.json").exists()  # the search records its own when it ends
 

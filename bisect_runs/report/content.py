@@ -191,7 +191,7 @@ def factor_rows(s: dict[str, Any], unit: Unit) -> list[dict[str, Any]]:
             "rank": rank,
             "factor": factor.get("name"),
             "keys": keys,
-            "names": [str(d.get("key") or k) for d, k in zip(ds, keys, strict=True)] if len(ds) == len(keys) else keys,
+            "names": [str(d.get("key") or k) for d, k in zip(ds, keys, strict=True)] if len(ds) == len(keys) else [_short_key(k) for k in keys],
             "a": [d.get("a") for d in ds],
             "b": [d.get("b") for d in ds],
             "a_text": _side_text(ds, "a"),
@@ -199,7 +199,8 @@ def factor_rows(s: dict[str, Any], unit: Unit) -> list[dict[str, Any]]:
             "kinds": [d.get("kind") for d in ds],
             "level": level,
             "score": max((_f(d.get("score")) or 0.0 for d in ds), default=None),
-            "reason": "; ".join(dict.fromkeys(str(d.get("reason")) for d in ds if d.get("reason"))),
+            "reason": "; ".join(dict.fromkeys(str(d.get("reason")) for d in ds if d.get("reason")))
+            or ("" if ds else str(factor.get("name") or "")),  # a commit: its short sha and subject
             "category": next((d.get("category") for d in ds if d.get("category")), None),
             "effect": _f(effect.get("effect")) if effect else None,
             "ci_low": _f(effect.get("ci_low")) if effect else None,
@@ -210,6 +211,11 @@ def factor_rows(s: dict[str, Any], unit: Unit) -> list[dict[str, Any]]:
             "prior": prior_agreement(level, measured),
         })  # fmt: skip
     return rows
+
+
+def _short_key(key: str) -> str:
+    """`commit:<40 hex>` as `commit:<12 hex>`; other keys unchanged."""
+    return key[: len("commit:") + 12] if key.startswith("commit:") else key
 
 
 def _side_text(ds: list[dict[str, Any]], side: str) -> str:

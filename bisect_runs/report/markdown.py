@@ -86,7 +86,7 @@ def _differences(c: dict[str, Any]) -> list[str]:
         frac = r.get("explained_fraction")
         lines.append(
             "| " + " | ".join(_cell(x) for x in (
-                str(r["rank"]), r["level"] or "?", ", ".join(f"`{k}`" for k in r["names"]),
+                str(r["rank"]), r["level"] or "—", ", ".join(f"`{k}`" for k in r["names"]),
                 r["a_text"], r["b_text"], r["reason"] or "", r["effect_text"],
                 "—" if frac is None else f"{frac * 100:.0f} %", _bold_if(r["measured"], r["measured"] == "culprit"),
                 r["prior"],
