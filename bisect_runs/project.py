@@ -113,12 +113,13 @@ def make_settings(project: dict[str, Any], flags: dict[str, Any]) -> Settings:
     if unknown:
         valid = ", ".join(sorted(k for k in _FIELDS if k != "base_dir"))
         raise SettingsError(f"{source}: unknown setting(s) {', '.join(unknown)}; valid: {valid}")
-    merged.update({k: v for k, v in flags.items() if v is not None and v != () and v != []})
+    given = {k: v for k, v in flags.items() if v is not None and v != () and v != []}
+    merged.update(given)
     merged["aliases"] = _aliases(merged.get("aliases", {}), source)
     if isinstance(merged.get("defaults"), str):  # `defaults: FILE` names a defaults file
         merged["defaults_file"] = merged.pop("defaults")
     settings = Settings(**merged)
-    _validate(settings, source)
+    _validate(settings, source, frozenset(given))
     return settings
 
 
@@ -135,40 +136,46 @@ def _aliases(value: Any, source: str) -> dict[str, str]:
     return out
 
 
-def _validate(s: Settings, source: str) -> None:
-    problems: list[str] = []
+def _validate(s: Settings, source: str, flagged: frozenset[str] = frozenset()) -> None:
+    """Every problem at once, each named as the user wrote it: `--steps` for a flag, else the file's key."""
+    problems: list[tuple[str, str]] = []
 
     def choice(name: str, valid: tuple[str, ...]) -> None:
         if getattr(s, name) not in valid:
-            problems.append(f"{name} must be one of {', '.join(valid)} (got {getattr(s, name)!r})")
+            problems.append((name, f"must be one of {', '.join(valid)} (got {getattr(s, name)!r})"))
 
     choice("mode", MODES)
     choice("strategy", STRATEGIES)
     choice("executor", EXECUTORS)
     choice("metric_source", METRIC_SOURCES)
-    for name in ("steps", "seeds", "max_runs", "retries", "gpus_per_trial"):
+    for name, least in (("steps", 1), ("seeds", 1), ("max_runs", 1), ("retries", 0), ("gpus_per_trial", 0)):
         v = getattr(s, name)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
-            problems.append(f"{name} must be a non-negative integer (got {v!r})")
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < least):
+            what = "a positive" if least else "a non-negative"
+            problems.append((name, f"must be {what} integer (got {v!r})"))
     for name in ("timeout", "max_hours", "min_effect"):
         v = getattr(s, name)
         if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
-            problems.append(f"{name} must be a non-negative number (got {v!r})")
+            problems.append((name, f"must be a non-negative number (got {v!r})"))
     if s.parallel != "auto" and (not isinstance(s.parallel, int) or s.parallel < 1):
-        problems.append(f"parallel must be a positive integer or 'auto' (got {s.parallel!r})")
+        problems.append(("parallel", f"must be a positive integer or 'auto' (got {s.parallel!r})"))
     if not (s.reduce in ("last", "min", "max") or _is_mean_last(s.reduce)):
-        problems.append(f"reduce must be last, min, max or mean_last:K (got {s.reduce!r})")
+        problems.append(("reduce", f"must be last, min, max or mean_last:K (got {s.reduce!r})"))
     for name in ("groups", "slurm", "ray", "defaults"):
         if not isinstance(getattr(s, name), dict):
-            problems.append(f"{name} must be a mapping")
+            problems.append((name, "must be a mapping"))
     if isinstance(s.groups, dict):
         for gname, keys in s.groups.items():
             if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-                problems.append(f"groups.{gname} must be a list of keys")
+                problems.append((f"groups.{gname}", "must be a list of keys"))
     if not isinstance(s.ignore, list):
-        problems.append("ignore must be a list of key patterns")
+        problems.append(("ignore", "must be a list of key patterns"))
     if problems:
-        raise SettingsError(f"{source}: " + "; ".join(problems))
+        texts = [
+            f"--{name.replace('_', '-')} {text}" if name in flagged else f"{source}: {name} {text}"
+            for name, text in problems
+        ]
+        raise SettingsError("; ".join(texts))
 
 
 def _is_mean_last(value: str) -> bool:

@@ -53,7 +53,7 @@ def test_all_invalid_values_in_one_error() -> None:
     with pytest.raises(SettingsError) as info:
         make_settings({}, {"mode": "lowest", "steps": -1, "reduce": "median", "parallel": 0})
     message = str(info.value)
-    for part in ("mode must be one of min, max", "steps must be a non-negative integer",
+    for part in ("--mode must be one of min, max", "--steps must be a positive integer",
                  "reduce must be last, min, max or mean_last:K", "parallel must be a positive integer"):
         assert part in message
 
@@ -81,3 +81,12 @@ def test_shipped_project_file_is_valid() -> None:
     settings = make_settings(load_project(root / "bisect.yaml"), {})
     assert settings.metric == "val_per" and settings.mode == "min"
     assert Path(settings.path(settings.good) or "").exists()
+
+
+def test_a_bad_value_is_named_where_it_was_given(tmp_path: Path) -> None:
+    project = tmp_path / "bisect.yaml"
+    project.write_text("steps: 0\nseeds: 3\n")
+    with pytest.raises(SettingsError, match=r"bisect.yaml: steps must be a positive integer \(got 0\)$"):
+        make_settings(load_project(project), {})
+    with pytest.raises(SettingsError, match=r"^--seeds must be a positive integer \(got 0\)$"):
+        make_settings(load_project(project), {"steps": 5, "seeds": 0})
