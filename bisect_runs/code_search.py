@@ -57,7 +57,7 @@ from bisect_runs.strategies.base import (
     SearchContext,
     Strategy,
 )
-from bisect_runs.trials import ENV_PREFIX, Outcome, Trial, make_trial
+from bisect_runs.trials import ENV_PREFIX, Outcome, Trial, check_command, make_trial
 from bisect_runs.variants import write_variant
 
 GOOD, BAD, SKIP, UNDECIDED = "good", "bad", "skip", "undecided"
@@ -537,6 +537,8 @@ class CodeSearch:
         self.shas = first_parent_range(self.repo, self.good_sha, str(settings.bad_rev))
         self.subjects = subjects(self.repo, self.shas)
         self.config = load_config(_spec(settings, settings.config), config_format(settings)) if settings.config else None
+        check_command(shlex.split(settings.command or ""))  # before OUT_DIR exists
+        self.runner_options = runner_options(settings)
         self.out_dir = settings.path(settings.out) or Path(settings.out)
         self.trial_rounds: list[dict[str, Any]] = []
 
@@ -565,7 +567,7 @@ class CodeSearch:
             trials = CommitTrials(s, self.positions, worktrees, self.config)
             runner = CommitRunner(
                 self.out_dir, executor, journal, trials.write_config, progress=self.progress,
-                commit_trials=trials, **runner_options(s),
+                commit_trials=trials, **self.runner_options,
             )  # fmt: skip
             ctx = self.context(executor.capacity)
             started = time.monotonic()

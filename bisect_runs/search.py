@@ -37,7 +37,7 @@ from bisect_runs.strategies.base import (
     SearchContext,
     Strategy,
 )
-from bisect_runs.trials import OK, Outcome, Trial, make_trial
+from bisect_runs.trials import OK, Outcome, Trial, check_command, make_trial
 from bisect_runs.variants import ABSENT, write_variant
 
 SUMMARY_FILE = "summary.json"
@@ -96,6 +96,8 @@ class Search:
             f for f in self.diff.factors if settings.include_all or f.level != "none"
         ]
         self.command = tuple(shlex.split(settings.command or ""))
+        check_command(self.command)  # before OUT_DIR exists: a bad template leaves nothing behind
+        self.runner_options = runner_options(settings)
         self.out_dir = settings.path(settings.out) or Path(settings.out)
         self.rounds: list[dict[str, Any]] = []
         self.outcomes: dict[tuple[Point, int], list[Outcome]] = {}
@@ -161,7 +163,7 @@ class Search:
         executor = get_executor(s.executor, **executor_options(s), **({"cwd": str(self.cwd)} if self.cwd else {}))
         with executor, Journal(self.out_dir, resume=s.resume) as journal:
             runner = TrialRunner(
-                self.out_dir, executor, journal, self.write_config, progress=self.progress, **runner_options(s)
+                self.out_dir, executor, journal, self.write_config, progress=self.progress, **self.runner_options
             )
             journal.event(
                 "search", good=s.good, bad=s.bad, metric=s.metric, mode=s.mode, steps=s.steps,

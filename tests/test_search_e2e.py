@@ -101,6 +101,23 @@ def test_bad_settings_are_one_error_line(tmp_path: Path) -> None:
     assert "Traceback" not in output
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"command": "python train.py {cfg}"}, "Error: command template: unknown placeholder(s) {cfg}"),
+        ({"metric_source": "regex", "metric_pattern": "loss=("}, "Error: metric pattern 'loss=(' is not a valid regex"),
+    ],
+)
+def test_a_bad_template_or_pattern_fails_before_the_out_dir_exists(
+    tmp_path: Path, settings: dict[str, Any], message: str
+) -> None:
+    root = project(tmp_path, {"value": "1.0"}, **settings)
+    code, _, output = run_search(root)
+    assert code == 2 and output.strip().splitlines() == [output.strip().splitlines()[0]]
+    assert output.startswith(message), output
+    assert not (root / "out").exists()
+
+
 def test_resume_after_kill_runs_nothing_twice(tmp_path: Path) -> None:
     counter = tmp_path / "starts.log"
     fake = {"value": "1.0 + (lr < 0.01)", "noise": 0.15, "sleep": 0.6, "counter": str(counter)}
