@@ -12,14 +12,15 @@ import json
 import math
 import shlex
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bisect_runs.diff import DiffOptions, Factor, diff_configs, load_defaults
-from bisect_runs.errors import SettingsError
+from bisect_runs.errors import RunError, SettingsError
 from bisect_runs.executors import get_executor
-from bisect_runs.journal import Journal
+from bisect_runs.journal import JOURNAL_FILE, Journal
 from bisect_runs.metrics import MetricSpec
 from bisect_runs.progress import Progress
 from bisect_runs.project import Settings, load_project, make_settings
@@ -37,7 +38,7 @@ from bisect_runs.strategies.base import (
     SearchContext,
     Strategy,
 )
-from bisect_runs.trials import OK, Outcome, Trial, check_command, make_trial
+from bisect_runs.trials import OK, Outcome, Trial, check_command, make_trial, trial_paths
 from bisect_runs.variants import ABSENT, write_variant
 
 SUMMARY_FILE = "summary.json"
@@ -159,6 +160,15 @@ class Search:
         )
 
     def run(self) -> SearchResult:
+        try:
+            return self._run()
+        except _NothingRan as exc:  # put the useless journal aside so the next search starts afresh
+            journal = self.out_dir / JOURNAL_FILE
+            kept = journal.with_name(f"journal-failed-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
+            journal.replace(kept)
+            raise RunError(f"{exc} Fix it and run the search again (the failed trials are in {kept}).") from None
+
+    def _run(self) -> SearchResult:
         s = self.settings
         executor = get_executor(s.executor, **executor_options(s), **({"cwd": str(self.cwd)} if self.cwd else {}))
         with executor, Journal(self.out_dir, resume=s.resume) as journal:
@@ -208,6 +218,8 @@ class Search:
     def run_round(self, requests: list[Request], runner: TrialRunner) -> list[Observation]:
         trials = [self.trial_for(r) for r in requests]
         outcomes = runner.run(trials)
+        if not self.rounds and not any(o.status == OK for o in outcomes):
+            raise _NothingRan(nothing_ran(trials, outcomes, self.out_dir))
         self.rounds.append(
             {"round": len(self.rounds) + 1, "trials": [[t.label, t.seed, t.id] for t in trials]}
         )
@@ -247,6 +259,19 @@ class Search:
         write_summary(self.out_dir, result)
         write_report(self.out_dir)
         return result
+
+
+class _NothingRan(Exception):
+    """Not one trial of the first round finished: the command, metric or budget is wrong."""
+
+
+def nothing_ran(trials: list[Trial], outcomes: list[Outcome], out_dir: Path) -> str:
+    """One line on why the first round failed, naming the first failure's log."""
+    counts = Counter(o.status for o in outcomes)
+    how = ", ".join(f"{n} {status}" for status, n in counts.most_common())
+    first = outcomes[0]
+    log = trial_paths(out_dir, trials[0].id).stderr
+    return f"no trial of the first round finished ({how}); the first: {first.detail or first.status} (see {log})."
 
 
 def _factor_keys(factor: Factor) -> list[str]:

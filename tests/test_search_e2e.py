@@ -118,6 +118,20 @@ def test_a_bad_template_or_pattern_fails_before_the_out_dir_exists(
     assert not (root / "out").exists()
 
 
+def test_a_first_round_where_nothing_finishes_is_an_error_not_a_verdict(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0 + (lr < 0.01)", "noise": 0.15}, metric="val_los")
+    code, summary, output = run_search(root)
+    assert code == 2 and not summary
+    lines = output.strip().splitlines()
+    assert lines[-1].startswith("Error: no trial of the first round finished (")
+    assert "no value of 'val_los'" in lines[-1] and "Fix it and run the search again" in lines[-1]
+    assert list((root / "out").glob("journal-failed-*.jsonl"))
+    # the same OUT_DIR takes the corrected search without --resume
+    code, summary, output = run_search(root, "--metric", "loss")
+    assert code == 0, output
+    assert summary["culprits"] == [["lr"]]
+
+
 def test_resume_after_kill_runs_nothing_twice(tmp_path: Path) -> None:
     counter = tmp_path / "starts.log"
     fake = {"value": "1.0 + (lr < 0.01)", "noise": 0.15, "sleep": 0.6, "counter": str(counter)}
