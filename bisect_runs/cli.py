@@ -23,6 +23,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 class _Group(click.Group):
     """Turns library errors into `Error:` lines with exit status 2 (tracebacks only with --debug)."""
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:
+        typed = ["bisect-runs", *args]  # the command line as typed, for the report's "how to reproduce"
+        ctx = super().make_context(info_name, args, parent=parent, **extra)
+        ctx.meta["bisect_runs.argv"] = typed
+        return ctx
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -148,7 +154,8 @@ def search_command(good_bad: tuple[str, ...], project: str | None, quiet: bool, 
 
             result = run_code_search(settings, progress=progress)
         else:
-            result = Search(settings, progress=progress).run()
+            invocation = click.get_current_context().meta.get("bisect_runs.argv")
+            result = Search(settings, progress=progress, invocation=invocation).run()
     click.echo(result.verdict)
     if not quiet:
         out = settings.path(settings.out)

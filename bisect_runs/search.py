@@ -68,8 +68,11 @@ class SearchResult:
 
     @property
     def exit_code(self) -> int:
-        """0 culprit(s) found, 1 regression not reproduced or not localized."""
-        return 0 if self.reproduced and self.culprits else 1
+        """0 culprit(s) found, 1 regression not reproduced or not localized.
+
+        A best answer from a search that ran out of budget is not a finding: exit 1.
+        """
+        return 0 if self.reproduced and self.culprits and self.complete else 1
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,10 +88,17 @@ def search(settings: Settings | None = None, /, **flags: Any) -> SearchResult:
 class Search:
     """One search over one OUT_DIR: builds trials from points and drives the strategy."""
 
-    def __init__(self, settings: Settings, progress: Progress | None = None, cwd: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        progress: Progress | None = None,
+        cwd: str | Path | None = None,
+        invocation: list[str] | None = None,
+    ) -> None:
         self.settings = settings
         self.progress = progress
         self.cwd = cwd  # where trainers start (a commit's worktree when code is bisected too); None: here
+        self.invocation = invocation  # the command line that started the search, when the CLI did
         _require(settings)
         self.good = load_config(_spec(settings, settings.good), settings.format_good)
         self.bad = load_config(_spec(settings, settings.bad), settings.format_bad)
@@ -179,6 +189,7 @@ class Search:
                 "search", good=s.good, bad=s.bad, metric=s.metric, mode=s.mode, steps=s.steps,
                 strategy=s.strategy, command=s.command, executor=s.executor,
                 differences=[d.to_json() for d in self.diff.differences],
+                invocation=self.invocation, invoked_in=str(Path.cwd()),
                 factors=[{"name": f.name, "keys": _factor_keys(f)} for f in self.factors],
             )  # fmt: skip
             self.journal = journal
@@ -192,7 +203,8 @@ class Search:
             except KeyboardInterrupt:
                 self.partial_report()
                 raise
-            return self.finish(decision, runner, complete=not ctx.out_of_time)
+            complete = not ctx.out_of_time and bool(decision.details.get("complete", True))
+            return self.finish(decision, runner, complete=complete)
 
     def partial_report(self) -> None:
         """An interrupted search still leaves a report of what finished, marked partial."""

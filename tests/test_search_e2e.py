@@ -55,6 +55,8 @@ def test_single_culprit(tmp_path: Path) -> None:
     for field in ("good", "bad", "metric", "mode", "steps", "differences", "runs", "verdict"):
         assert field in summary
     assert summary["runs"] == len({e["trial"]["id"] for e in read_journal(root / "out") if "trial" in e})
+    report = (root / "out" / "report.md").read_text()
+    assert f"bisect-runs search --project {root / 'bisect.yaml'}\n" in report  # the command as typed
 
 
 def test_and_pair(tmp_path: Path) -> None:

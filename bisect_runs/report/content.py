@@ -582,6 +582,9 @@ def reproduce_section(record: SearchRecord, environment: dict[str, Any] | None =
              ("--metric", s.get("metric")), ("--mode", s.get("mode")), ("--steps", s.get("steps")),
              ("--strategy", s.get("strategy")), ("--out", out_rel)]  # fmt: skip
     words = ["bisect-runs", "search"] + [w for flag, v in flags if v not in (None, "") for w in (flag, str(v))]
+    invocation = record.settings.get("invocation")
+    if isinstance(invocation, list) and invocation:  # the command line as typed: every flag, --project too
+        words = [str(w) for w in invocation if w != "--resume"]
     examples = []
     for label in _key_labels(record, s):
         trial = next((t for t in record.trials if t.label == label), None)
@@ -600,7 +603,8 @@ def reproduce_section(record: SearchRecord, environment: dict[str, Any] | None =
         "seeds": sorted({t.seed for t in record.trials}),
         "steps": s.get("steps") or _most_common(t.steps for t in record.trials),
         "strategy": s.get("strategy"),
-        "cwd": next((t.cwd for t in record.trials if t.cwd), None) or _search_cwd(environment),
+        "cwd": next((t.cwd for t in record.trials if t.cwd), None) or record.settings.get("invoked_in")
+        or _search_cwd(environment),
         "statistics": STATISTICS,
         "trials": examples,
     }
