@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
@@ -61,6 +61,7 @@ class TrialRunner:
         steps_key: str | None = None,
         seed_key: str | None = None,
         gpus_per_trial: int = 0,
+        base_keys: Container[str] | None = None,
     ) -> None:
         if metric is None:
             raise TrialError("a metric is needed to judge trials: set `metric` in bisect.yaml or pass --metric")
@@ -77,6 +78,7 @@ class TrialRunner:
         self.steps_key = steps_key
         self.seed_key = seed_key
         self.gpus_per_trial = gpus_per_trial
+        self.base_keys = base_keys  # the base config's flat keys: {overrides} adds the others with `+`
         self.runs = 0  # distinct trials of this search run so far (replayed from a resumed journal too)
         self.launched = 0  # processes started by this runner, retries included
         self._counted: set[str] = set()
@@ -137,6 +139,7 @@ class TrialRunner:
             steps_key=self.steps_key,
             seed_key=self.seed_key,
             attempt=attempt,
+            base_keys=self.base_keys,
         )
 
 

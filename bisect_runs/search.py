@@ -183,8 +183,9 @@ class Search:
         executor = get_executor(s.executor, **executor_options(s), **({"cwd": str(self.cwd)} if self.cwd else {}))
         with executor, Journal(self.out_dir, resume=s.resume) as journal:
             runner = TrialRunner(
-                self.out_dir, executor, journal, self.write_config, progress=self.progress, **self.runner_options
-            )
+                self.out_dir, executor, journal, self.write_config, progress=self.progress,
+                base_keys=frozenset(self.diff.flat_b.values), **self.runner_options,
+            )  # fmt: skip
             journal.event(
                 "search", good=s.good, bad=s.bad, metric=s.metric, mode=s.mode, steps=s.steps,
                 strategy=s.strategy, command=s.command, executor=s.executor,

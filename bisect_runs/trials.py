@@ -17,7 +17,7 @@ import re
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,9 +256,17 @@ def _fill(match: re.Match[str], values: Mapping[str, str], overrides: Sequence[s
     return " ".join(overrides) if name == "overrides" else values[name]
 
 
-def override_words(changes: Iterable[tuple[str, Any]]) -> list[str]:
-    """Hydra-style overrides: `key=value`, `~key` for a removed key."""
-    return [f"~{key}" if _is_absent(value) else f"{key}={override_value(value)}" for key, value in changes]
+def override_words(changes: Iterable[tuple[str, Any]], base_keys: Container[str] | None = None) -> list[str]:
+    """Hydra-style overrides: `key=value`, `~key` for a removed key, `+key=value` for a key
+    the base config lacks (when `base_keys`, the base config's flat keys, are known)."""
+    words = []
+    for key, value in changes:
+        if _is_absent(value):
+            words.append(f"~{key}")
+        else:
+            add = "+" if base_keys is not None and key not in base_keys else ""
+            words.append(f"{add}{key}={override_value(value)}")
+    return words
 
 
 def override_value(value: Any) -> str:
@@ -302,6 +310,7 @@ def prepare_launch(
     steps_key: str | None = None,
     seed_key: str | None = None,
     attempt: int = 1,
+    base_keys: Container[str] | None = None,
 ) -> Launch:
     """Create the trial's directory, write its config, substitute its command; return the launch."""
     if not trial.id:
@@ -315,7 +324,7 @@ def prepare_launch(
     env = {ENV_PREFIX + k.upper(): v for k, v in values.items()}
     launch = Launch(
         trial_id=trial.id,
-        argv=substitute(trial.command, values, override_words(changes)),
+        argv=substitute(trial.command, values, override_words(changes, base_keys)),
         run_dir=paths.run_dir,
         env=env,
         stdout_path=paths.stdout,

@@ -84,6 +84,12 @@ def test_unknown_placeholder_lists_the_valid_ones() -> None:
     )
 
 
+def test_keys_the_base_config_lacks_are_added_with_a_plus() -> None:
+    changes = [("aug.extra", 3), ("lr", 0.1), ("max_steps", 5), ("wd", ABSENT)]
+    assert override_words(changes, base_keys={"lr", "wd"}) == ["+aug.extra=3", "lr=0.1", "+max_steps=5", "~wd"]
+    assert override_words(changes)[0] == "aug.extra=3"  # base unknown: plain overrides
+
+
 def test_override_words_are_hydra_style() -> None:
     changes = [("a", True), ("b", None), ("c", [1, 2]), ("d", "x y"), ("e", ABSENT), ("f", 1e-5), ("g", "adam"),
                ("h", "true"), ("i", "1e-5"), ("j", "it's"), ("k", "")]  # fmt: skip
