@@ -17,7 +17,7 @@ from markdown_it import MarkdownIt
 
 from bisect_runs.cli import cli
 from bisect_runs.report import build_report, factors_at_b, write_report
-from bisect_runs.report.content import Unit, explained, metric_unit, share_at_95
+from bisect_runs.report.content import Unit, changes_text, explained, metric_unit, share_at_95
 from bisect_runs.report.environment import collect_environment, git_state
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report" / "search"
@@ -321,3 +321,11 @@ def test_cost_reads_in_seconds_minutes_or_hours() -> None:
     from bisect_runs.report.markdown import duration
 
     assert [duration(h) for h in (0.0004, 0.25, 3.5)] == ["1.4 s", "15 min", "3.50 h"]
+
+
+def test_null_is_a_value_and_absent_is_a_missing_key() -> None:
+    assert changes_text([{"key": "clip", "a": 1.0, "b": None, "kind": "changed"}]) == "`clip` (null -> 1)"
+    assert changes_text([{"key": "clip", "a": None, "b": 1.5, "kind": "added"}]) == "`clip` (1.5 -> absent)"
+    assert changes_text([{"key": "ln", "a": False, "b": True, "kind": "added", "a_default": True}]) == (
+        "`ln` (true -> absent (default false))"
+    )

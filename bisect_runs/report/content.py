@@ -220,13 +220,7 @@ def _short_key(key: str) -> str:
 
 def _side_text(ds: list[dict[str, Any]], side: str) -> str:
     """One side's values; a key that side lacks reads `absent (default false)`."""
-    texts = []
-    for d in ds:
-        value = value_text(d.get(side))
-        if d.get(f"{side}_default") and d.get(side) is not None:
-            value = f"absent (default {value})"
-        texts.append(value)
-    return ", ".join(dict.fromkeys(texts)) or "—"
+    return ", ".join(dict.fromkeys(side_text(d, side) for d in ds)) or "—"
 
 
 def _ranked_factors(s: dict[str, Any], diffs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -501,8 +495,16 @@ def changes_text(changes: list[dict[str, Any]]) -> str:
     """`lrStart/lrEnd` (0.0008 -> 0.02): keys moving together shown once, B's value -> A's."""
     if _same_change(changes):
         keys = "/".join(c["key"] for c in changes)
-        return f"`{keys}` ({value_text(changes[0]['b'])} -> {value_text(changes[0]['a'])})"
-    return ", ".join(f"`{c['key']}` ({value_text(c['b'])} -> {value_text(c['a'])})" for c in changes)
+        return f"`{keys}` ({side_text(changes[0], 'b')} -> {side_text(changes[0], 'a')})"
+    return ", ".join(f"`{c['key']}` ({side_text(c, 'b')} -> {side_text(c, 'a')})" for c in changes)
+
+
+def side_text(d: dict[str, Any], side: str) -> str:
+    """One side of a difference: `absent` where that side lacks the key, else its value (`null` too)."""
+    if d.get(f"{side}_default"):
+        return f"absent (default {value_text(d.get(side))})"
+    lacks = "added" if side == "a" else "removed"
+    return "absent" if d.get("kind") == lacks else value_text(d.get(side))
 
 
 def _same_change(changes: list[dict[str, Any]]) -> bool:
@@ -510,9 +512,9 @@ def _same_change(changes: list[dict[str, Any]]) -> bool:
 
 
 def value_text(v: Any) -> str:
-    """A config value as people write it: absent, true/false, 1e-05 -> 1e-05, lists in brackets."""
+    """A config value as people write it: null, true/false, 1e-05 -> 1e-05, lists in brackets."""
     if v is None:
-        return "absent"
+        return "null"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
