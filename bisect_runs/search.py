@@ -39,7 +39,7 @@ from bisect_runs.strategies.base import (
     Strategy,
 )
 from bisect_runs.trials import OK, Outcome, Trial, check_command, make_trial, trial_paths
-from bisect_runs.variants import ABSENT, write_variant
+from bisect_runs.variants import ABSENT, apply_changes, write_data, write_variant
 
 SUMMARY_FILE = "summary.json"
 
@@ -145,12 +145,18 @@ class Search:
         return make_trial(self.label(request.point), changes, request.seed, self.settings.steps, self.command)
 
     def write_config(self, trial: Trial, dest: Path) -> Path:
-        """Write the trial's variant of the bad config into `dest`; return the path for {config}."""
+        """Write the trial's variant of the bad config into `dest`; return the path for {config}.
+
+        The variant keeps the bad config's layout and comments; when the two configs are in
+        different formats it is written in the good config's format, as the contract says.
+        """
         paths: dict[tuple[str | int, ...], Any] = {}
         for key, value in trial.changes:
             path = self.diff.flat_b.paths.get(key) or self.diff.flat_a.paths.get(key)
             paths[path if path is not None else tuple(key.split("."))] = value
-        return write_variant(self.bad, paths, dest)
+        if self.good.format == self.bad.format:
+            return write_variant(self.bad, paths, dest)
+        return write_data(self.good, apply_changes(self.bad.data, paths), dest)
 
     # -- driving ------------------------------------------------------------------------
 

@@ -51,10 +51,14 @@ ABSENT: Final = _Absent()
 
 def write_variant(base: LoadedConfig, changes: Mapping[ChangePath, Any], dest: Path) -> Path:
     """Write `base` with `changes` (path -> value, or ABSENT to delete) under `dest`; return the trainer's path."""
-    new = apply_changes(base.data, changes)
+    return write_data(base, apply_changes(base.data, changes), dest)
+
+
+def write_data(layout: LoadedConfig, data: dict[str, Any], dest: Path) -> Path:
+    """Write `data` under `dest` in `layout`'s format, file name and layout; return the trainer's path."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    return _write(base, new, dest)
+    return _write(layout, data, dest)
 
 
 def apply_changes(data: Mapping[str, Any], changes: Mapping[ChangePath, Any]) -> dict[str, Any]:

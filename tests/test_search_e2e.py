@@ -134,6 +134,19 @@ def test_a_first_round_where_nothing_finishes_is_an_error_not_a_verdict(tmp_path
     assert summary["culprits"] == [["lr"]]
 
 
+def test_configs_in_two_formats_give_trials_in_the_good_configs_format(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0 + (lr < 0.01)", "noise": 0.05}, good="good.json")
+    good = yaml.safe_load((root / "good.yaml").read_text())
+    (root / "good.json").write_text(json.dumps(good, indent=2))
+    code, summary, output = run_search(root)
+    assert code == 0, output
+    assert summary["culprits"] == [["lr"]]
+    for config_dir in (root / "out" / "trials").glob("*/config"):
+        [written] = config_dir.iterdir()
+        assert written.name == "good.json"
+        assert set(json.loads(written.read_text())) == set(good)
+
+
 def test_resume_after_kill_runs_nothing_twice(tmp_path: Path) -> None:
     counter = tmp_path / "starts.log"
     fake = {"value": "1.0 + (lr < 0.01)", "noise": 0.15, "sleep": 0.6, "counter": str(counter)}
