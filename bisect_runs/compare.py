@@ -134,6 +134,11 @@ def compare_runs(
             result.metrics.append(compare_metric(name_a, ha, hb, metric_mode(name_a, modes), k, smooth))
     if not result.metrics:
         raise SettingsError(_nothing_shared(a, b, window, bool(shared)))
+    compared = {m.name for m in result.metrics} | {nb for na, nb in shared}
+    unmatched = sorted(name for name in modes or {} if name != "*" and name not in compared)
+    if unmatched:
+        names = ", ".join(m.name for m in result.metrics)
+        raise SettingsError(f"--mode {', '.join(unmatched)}: no such metric in both runs (compared: {names})")
     return result
 
 

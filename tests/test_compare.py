@@ -241,3 +241,12 @@ def test_steps_read_alike_in_one_column() -> None:
     from bisect_runs.compare import fmt_step
 
     assert [fmt_step(s) for s in (1500, 14750, 15000, 15500, 12345, 2_500_000)] == ["1500", "14.75k", "15k", "15.5k", "12,345", "2.5M"]
+
+
+def test_a_mode_for_a_metric_neither_run_has_is_an_error(tmp_path: Path) -> None:
+    steps = range(0, 1001, 100)
+    a = write_jsonl(tmp_path / "a", {"val_loss": curve(steps, 1)})
+    b = write_jsonl(tmp_path / "b", {"val_loss": curve(steps, 2)})
+    with pytest.raises(SettingsError, match=r"^--mode nosuch: no such metric in both runs \(compared: val_loss\)$"):
+        compare_runs(a, b, modes={"nosuch": "max"})
+    assert compare_runs(a, b, modes={"val_loss": "min", "*": "max"}).metrics[0].mode == "min"
