@@ -89,16 +89,25 @@ def run_screen(ev: Evidence, log: list[dict[str, Any]], cal: Calibration) -> Pha
         if got is None:
             return judge_screen(ev, final=True, complete=False)
         done += len(got)
-        if done >= block_size:
-            screen = judge_screen(ev, final=done >= MAX_SCREEN_BLOCKS * block_size)
+        whole = done >= block_size
+        # failed runs are far from additive: a partial block judges only runs that all finished
+        if whole or (done >= n and not any(ev.is_failed(o) for o in ev.observations)):
+            screen = judge_screen(ev, final=done >= MAX_SCREEN_BLOCKS * block_size, lone_only=not whole)
             if screen is not None:
                 return screen
 
 
-def judge_screen(ev: Evidence, final: bool, complete: bool = True) -> Screen | None:
-    """Candidates once significant harmful effects explain the regression; None to keep screening."""
+def judge_screen(ev: Evidence, final: bool, complete: bool = True, lone_only: bool = False) -> Screen | None:
+    """Candidates once significant harmful effects explain the regression; None to keep screening.
+
+    Before the first block is complete (`lone_only`) the design is not orthogonal and main
+    effects may carry interactions, so only one clear suspect that explains nearly the whole
+    regression ends screening early.
+    """
     ctx = ev.ctx
     model = Model(ctx.n_factors, [], *ev.table())
+    if not (final or model.estimable()):  # a partial first block may not separate every factor yet
+        return None
     effect, se, adjusted = model.main_effects()
     delta = model.contrast(a_point(), b_point(ctx.n_factors)).value
     significant = [i for i in range(ctx.n_factors) if adjusted[i] < ctx.alpha]
@@ -112,6 +121,9 @@ def judge_screen(ev: Evidence, final: bool, complete: bool = True) -> Screen | N
     ranked = [int(i) for i in np.argsort(-t) if int(i) not in harmful]
     likely = [i for i in ranked if t[i] > SUSPECT_T]
     lone = (harmful + likely)[:1]
+    if lone_only and not final:
+        if len(harmful + likely) != 1 or effect[lone[0]] < PARTNER_BELOW * delta:
+            return None
     if len(harmful + likely) == 1 and effect[lone[0]] < PARTNER_BELOW * delta:
         # one suspect that explains only part: a partner keeps OR/AND/additive pairs testable
         likely += [i for i in ranked if PARTNER_T < t[i] <= SUSPECT_T][:1]
