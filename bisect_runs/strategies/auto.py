@@ -40,6 +40,8 @@ MAX_ALL_CANDIDATES = 6  # after adding suspects the screen missed
 MAX_SCREEN_BLOCKS = 4
 MAX_CONFIRM_LAYERS = 8
 BYSTANDER = 0.25  # a member whose own reproduce and repair shares are both below this is dropped
+RIVAL_MARGIN = 0.2  # a smaller set whose estimate is this far below SHARE no longer holds confirmation up
+LAYER_SCALE = 6.0  # confirmation starts with ceil(LAYER_SCALE / d**2) seeds per point
 DECISION_LEVEL = 0.9  # interval level used to decide whether to keep confirming
 
 Phase = Generator[list[Request], list[Observation], Any]
@@ -209,7 +211,7 @@ def min_confirm_layers(cal: Calibration) -> int:
     d = cal.d
     if not math.isfinite(d) or d <= 0:
         return 1 if d > 0 else MAX_CONFIRM_LAYERS
-    return int(min(MAX_CONFIRM_LAYERS, max(1, math.ceil(6.0 / d**2))))
+    return int(min(MAX_CONFIRM_LAYERS, max(1, math.ceil(LAYER_SCALE / d**2))))
 
 
 def analyse(ev: Evidence, cands: list[int], screen: Screen) -> Finding:
@@ -274,6 +276,12 @@ def direct_shares(ev: Evidence, t: frozenset[int]) -> tuple[Fraction, Fraction]:
     return r, q
 
 
+def rides_along(f: Finding, rest: frozenset[int]) -> bool:
+    """Whether `rest` may be a bystander: alone it does not both reproduce and repair a share clearly above 0."""
+    shares = f.shares.get(rest)
+    return shares is None or min(s.low for s in shares) <= 0
+
+
 def conclusive(f: Finding) -> bool:
     """Whether more confirmation runs are unlikely to change the answer."""
     if not f.minimal:
@@ -282,8 +290,14 @@ def conclusive(f: Finding) -> bool:
     r, q = f.shares[best]
     if min(r.low, q.low) < SHARE - 0.2:
         return False
-    for t, (r2, q2) in f.shares.items():  # a smaller or rival set must be clearly out
-        if t != best and len(t) <= len(best) and min(r2.high, q2.high) >= SHARE and min(r2.value, q2.value) >= SHARE - 0.2:
+    floor = min(r.low, q.low)
+    for t, (r2, q2) in f.shares.items():  # a smaller set must be clearly out, a rival of its size clearly behind
+        if t == best or len(t) > len(best):
+            continue
+        if t < best and not rides_along(f, best - t):
+            continue  # what best adds to t has a share of its own: t is a part, not a rival
+        bar = SHARE if len(t) < len(best) else max(SHARE, floor)
+        if min(r2.high, q2.high) >= bar and min(r2.value, q2.value) >= SHARE - RIVAL_MARGIN:
             return False
     if len(best) == 2:
         i, j = sorted(best)
