@@ -277,9 +277,12 @@ def direct_shares(ev: Evidence, t: frozenset[int]) -> tuple[Fraction, Fraction]:
 
 
 def rides_along(f: Finding, rest: frozenset[int]) -> bool:
-    """Whether `rest` may be a bystander: alone it does not both reproduce and repair a share clearly above 0."""
-    shares = f.shares.get(rest)
-    return shares is None or min(s.low for s in shares) <= 0
+    """Whether `rest` may be a bystander: alone it does not both reproduce and repair a share clearly above 0.
+
+    Both the model and the runs at A + rest and B - rest themselves must show it.
+    """
+    shares = [*f.shares.get(rest, ()), *f.direct.get(rest, ())]
+    return not shares or not min(s.low for s in shares) > 0
 
 
 def conclusive(f: Finding) -> bool:
