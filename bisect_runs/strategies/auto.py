@@ -24,7 +24,7 @@ from bisect_runs.strategies.base import (
     SearchContext,
     Strategy,
 )
-from bisect_runs.strategies.calibration import Calibration, a_point, b_point, calibrate
+from bisect_runs.strategies.calibration import Calibration, a_point, b_point, calibrate, replicate
 from bisect_runs.strategies.effects import Fraction, Model
 from bisect_runs.strategies.evidence import Evidence
 from bisect_runs.strategies.rounds import ask, slots
@@ -68,6 +68,10 @@ def auto(ctx: SearchContext, always_screen: bool = False) -> Strategy:
     else:
         screen = yield from run_screen(ev, log, cal)
     finding = (yield from confirm(ev, log, screen, cal)) if screen.candidates else None
+    if finding is None or not finding.minimal:  # nothing explains it: is the regression itself real?
+        again = yield from replicate(ev, log)
+        if not again.reproduced and again.complete:
+            return not_reproduced(ev, again, log, replicated=True)
     return decide(ev, cal, finding, log, complete=screen.complete and (finding is None or finding.complete))
 
 
@@ -226,16 +230,19 @@ def analyse(ev: Evidence, cands: list[int], screen: Screen) -> Finding:
     for t in subsets:
         shares[t] = (model.fraction(a, t, a, b, DECISION_LEVEL), model.fraction(b - t, b, a, b, DECISION_LEVEL))
     direct = {t: direct_shares(ev, t) for t in shares}
-    qualifying = [
-        t for t, (r, q) in shares.items()
-        if r.value >= SHARE and q.value >= SHARE and min(direct[t][0].high, direct[t][1].high) >= SHARE
-    ]
-    minimal = [t for t in qualifying if not any(u < t for u in qualifying)]
-    minimal = list(dict.fromkeys(without_bystanders(t, shares) for t in minimal))
-    for t in minimal:
+
+    def qualifies(t: frozenset[int], plausibly: bool = False) -> bool:
         if t not in shares:
             shares[t] = (model.fraction(a, t, a, b, DECISION_LEVEL), model.fraction(b - t, b, a, b, DECISION_LEVEL))
             direct[t] = direct_shares(ev, t)
+        r, q = shares[t]
+        model_ok = min(r.high, q.high) >= SHARE if plausibly else min(r.value, q.value) >= SHARE
+        return model_ok and min(direct[t][0].high, direct[t][1].high) >= SHARE
+
+    qualifying = [t for t in list(shares) if qualifies(t)]
+    minimal = [t for t in qualifying if not any(u < t for u in qualifying)]
+    # a set without its bystanders must still plausibly explain the regression on its own
+    minimal = list(dict.fromkeys(u if qualifies(u := without_bystanders(t, shares), True) else t for t in minimal))
     minimal = [t for t in minimal if not any(u < t for u in minimal)]
     if minimal:
         size = min(len(t) for t in minimal)

@@ -74,6 +74,33 @@ def calibrate(
             return result
 
 
+def replicate(ev: Evidence, log: list[dict[str, Any]]) -> Generator[list[Request], list[Observation], Calibration]:
+    """Re-test B vs A on fresh paired seeds alone, by the calibration's rule.
+
+    A first look that called B worse is selected by its own noise; when the search then finds
+    nothing that explains the regression, only an independent sample can tell a real but
+    diffuse regression from a false alarm.
+    """
+    ctx = ev.ctx
+    a, b = a_point(), b_point(ctx.n_factors)
+    fresh: set[int] = set()
+    while True:
+        requests: list[Request] = []
+        while len(requests) < slots(ctx):
+            seed = ev.fresh_seed()
+            fresh.add(seed)
+            requests += [ev.request(a, seed), ev.request(b, seed)]
+        got = yield from ask(ev, requests[: slots(ctx)], "replicate", log)
+        if got is None:
+            return judge(ev, final=True, complete=False, seeds=fresh) or Calibration(False, None, ev.noise_sd(), False)
+        pairs = min(len(ev.losses(a, fresh)), len(ev.losses(b, fresh)))
+        if pairs < FIRST_SEEDS:
+            continue
+        result = judge(ev, final=pairs >= MAX_SEEDS, seeds=fresh)
+        if result is not None:
+            return result
+
+
 def promising(ev: Evidence) -> bool:
     """Whether B looks worse but not yet significantly: worth a few more seeds past the cap."""
     la, lb = ev.losses(a_point()), ev.losses(b_point(ev.ctx.n_factors))
@@ -83,10 +110,10 @@ def promising(ev: Evidence) -> bool:
     return beyond_min_effect(test, ev.ctx.min_effect) < PROMISING_P
 
 
-def judge(ev: Evidence, final: bool, complete: bool = True) -> Calibration | None:
-    """The calibration decision from the A and B runs so far; None while undecided."""
+def judge(ev: Evidence, final: bool, complete: bool = True, seeds: set[int] | None = None) -> Calibration | None:
+    """The calibration decision from the A and B runs so far (on `seeds` only when given); None while undecided."""
     ctx = ev.ctx
-    la, lb = ev.losses(a_point()), ev.losses(b_point(ctx.n_factors))
+    la, lb = ev.losses(a_point(), seeds), ev.losses(b_point(ctx.n_factors), seeds)
     sd = ev.noise_sd()
     if len(la) < 2 or len(lb) < 2:
         return Calibration(False, None, sd, complete) if final else None
