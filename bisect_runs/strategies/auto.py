@@ -42,6 +42,7 @@ MAX_CONFIRM_LAYERS = 8
 BYSTANDER = 0.25  # a member whose own reproduce and repair shares are both below this is dropped
 RIVAL_MARGIN = 0.2  # a smaller set whose estimate is this far below SHARE no longer holds confirmation up
 LAYER_SCALE = 6.0  # confirmation starts with ceil(LAYER_SCALE / d**2) seeds per point
+DIRECT_LOW = 0.0  # after an early screen, a set ends confirmation only when its own runs show a share above this
 DECISION_LEVEL = 0.9  # interval level used to decide whether to keep confirming
 
 Phase = Generator[list[Request], list[Observation], Any]
@@ -54,6 +55,8 @@ class Screen:
     candidates: list[int]
     complete: bool = True
     notes: dict[str, Any] = field(default_factory=dict)
+    early: bool = False  # ended before the first block was complete: confirmation must not lean on it
+    rows: int = 0  # design rows run
 
 
 def auto(ctx: SearchContext, always_screen: bool = False) -> Strategy:
@@ -68,6 +71,9 @@ def auto(ctx: SearchContext, always_screen: bool = False) -> Strategy:
     else:
         screen = yield from run_screen(ev, log, cal)
     finding = (yield from confirm(ev, log, screen, cal)) if screen.candidates else None
+    if screen.early and (finding is None or not finding.minimal):  # the early call failed: finish the block
+        screen = yield from run_screen(ev, log, cal, start=screen.rows)
+        finding = (yield from confirm(ev, log, screen, cal)) if screen.candidates else None
     if finding is None or not finding.minimal:  # nothing explains it: is the regression itself real?
         again = yield from replicate(ev, log)
         if not again.reproduced and again.complete:
@@ -78,13 +84,22 @@ def auto(ctx: SearchContext, always_screen: bool = False) -> Strategy:
 # -- screening -----------------------------------------------------------------------------
 
 
-def run_screen(ev: Evidence, log: list[dict[str, Any]], cal: Calibration) -> Phase:
-    """Run design blocks (design, foldover, ...) with fresh seeds until the main effects decide."""
+def run_screen(ev: Evidence, log: list[dict[str, Any]], cal: Calibration, start: int = 0) -> Phase:
+    """Run design blocks (design, foldover, ...) with fresh seeds until the main effects decide.
+
+    `start`: design rows already run (a screen that ended early and goes on); it may end early
+    only when it starts afresh.
+    """
     n, p = ev.ctx.n_factors, slots(ev.ctx)
     blocks = designs.blocks(n)
     block_size = len(designs.design_matrix(n))
     queue: deque[np.ndarray] = deque()
     done = 0
+    while done < start:
+        if not queue:
+            queue.extend(next(blocks))
+        queue.popleft()
+        done += 1
     while True:
         requests: list[Request] = []
         while len(requests) < p:
@@ -93,17 +108,20 @@ def run_screen(ev: Evidence, log: list[dict[str, Any]], cal: Calibration) -> Pha
             requests.append(ev.request(designs.row_to_point(queue.popleft(), list(range(n)))))
         got = yield from ask(ev, requests, "screen", log)
         if got is None:
-            return judge_screen(ev, final=True, complete=False)
+            return judge_screen(ev, final=True, complete=False, rows=done)
         done += len(got)
         whole = done >= block_size
         # failed runs are far from additive: a partial block judges only runs that all finished
-        if whole or (done >= n and not any(ev.is_failed(o) for o in ev.observations)):
-            screen = judge_screen(ev, final=done >= MAX_SCREEN_BLOCKS * block_size, lone_only=not whole)
+        early = not start and done >= n and not any(ev.is_failed(o) for o in ev.observations)
+        if whole or early:
+            screen = judge_screen(ev, final=done >= MAX_SCREEN_BLOCKS * block_size, lone_only=not whole, rows=done)
             if screen is not None:
                 return screen
 
 
-def judge_screen(ev: Evidence, final: bool, complete: bool = True, lone_only: bool = False) -> Screen | None:
+def judge_screen(
+    ev: Evidence, final: bool, complete: bool = True, lone_only: bool = False, rows: int = 0
+) -> Screen | None:
     """Candidates once significant harmful effects explain the regression; None to keep screening.
 
     Before the first block is complete (`lone_only`) the design is not orthogonal and main
@@ -130,10 +148,11 @@ def judge_screen(ev: Evidence, final: bool, complete: bool = True, lone_only: bo
     if lone_only and not final:
         if len(harmful + likely) != 1 or effect[lone[0]] < PARTNER_BELOW * delta:
             return None
+        return Screen(lone, complete, notes, early=True, rows=rows)
     if len(harmful + likely) == 1 and effect[lone[0]] < PARTNER_BELOW * delta:
         # one suspect that explains only part: a partner keeps OR/AND/additive pairs testable
         likely += [i for i in ranked if PARTNER_T < t[i] <= SUSPECT_T][:1]
-    return Screen((harmful + likely)[:MAX_CANDIDATES], complete, notes)
+    return Screen((harmful + likely)[:MAX_CANDIDATES], complete, notes, rows=rows)
 
 
 # -- confirmation --------------------------------------------------------------------------
@@ -167,12 +186,14 @@ def confirm(ev: Evidence, log: list[dict[str, Any]], screen: Screen, cal: Calibr
             continue
         finding = analyse(ev, cands, screen)
         full_layers = layers - (1 if pending else 0)
-        if full_layers >= min_layers and (conclusive(finding) or full_layers >= MAX_CONFIRM_LAYERS):
+        if full_layers >= min_layers and (conclusive(finding, screen.early) or full_layers >= MAX_CONFIRM_LAYERS):
             return finding
         for best in finding.minimal[:1]:
             if best not in family:
                 family.append(best)
         if full_layers >= min_layers and not finding.minimal and short_of_regression(finding):
+            if screen.early:
+                return finding  # the rest of the screen, not a biased model, names the next suspects
             extra = missing_candidates(finding)
             if not extra:
                 return finding
@@ -292,13 +313,19 @@ def rides_along(f: Finding, rest: frozenset[int]) -> bool:
     return not shares or not min(s.low for s in shares) > 0
 
 
-def conclusive(f: Finding) -> bool:
-    """Whether more confirmation runs are unlikely to change the answer."""
+def conclusive(f: Finding, own_runs: bool = False) -> bool:
+    """Whether more confirmation runs are unlikely to change the answer.
+
+    `own_runs`: the model rests on a partial, non-orthogonal block, so the runs at A + T and
+    B - T themselves must show a real share too.
+    """
     if not f.minimal:
         return False
     best = f.minimal[0]
     r, q = f.shares[best]
     if min(r.low, q.low) < SHARE - 0.2:
+        return False
+    if own_runs and min(s.low for s in f.direct[best]) < DIRECT_LOW:
         return False
     floor = min(r.low, q.low)
     for t, (r2, q2) in f.shares.items():  # a smaller set must be clearly out, a rival of its size clearly behind
@@ -306,6 +333,8 @@ def conclusive(f: Finding) -> bool:
             continue
         if t < best and not rides_along(f, best - t):
             continue  # what best adds to t has a share of its own: t is a part, not a rival
+        if t < best and len(best) > 2 and min(r2.high, q2.high) >= SHARE:
+            return False  # three or more members: each must be shown to be needed
         bar = SHARE if len(t) < len(best) else max(SHARE, floor)
         if min(r2.high, q2.high) >= bar and min(r2.value, q2.value) >= SHARE - RIVAL_MARGIN:
             return False
