@@ -38,6 +38,7 @@ PARTNER_T = 1.5
 PARTNER_BELOW = 0.85
 MAX_ALL_CANDIDATES = 6  # after adding suspects the screen missed
 MAX_SCREEN_BLOCKS = 4
+COUNTED_T = 3.0
 MAX_CONFIRM_LAYERS = 8
 BYSTANDER = 0.25  # a member whose own reproduce and repair shares are both below this is dropped
 RIVAL_MARGIN = 0.2  # a smaller set whose estimate is this far below SHARE no longer holds confirmation up
@@ -136,14 +137,15 @@ def judge_screen(
     delta = model.contrast(a_point(), b_point(ctx.n_factors)).value
     significant = [i for i in range(ctx.n_factors) if adjusted[i] < ctx.alpha]
     harmful = sorted((i for i in significant if effect[i] > 0), key=lambda i: -effect[i])
-    explained = sum(effect[i] for i in significant) / delta if delta > 0 else 0.0
-    notes = {"screen_explained": explained, "screen_significant": significant}
-    if not (harmful and explained >= SHARE) and not final:
-        return None
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(se > 0, effect / se, 0.0)
     ranked = [int(i) for i in np.argsort(-t) if int(i) not in harmful]
     likely = [i for i in ranked if t[i] > SUSPECT_T]
+    named = significant + ([i for i in likely if t[i] > COUNTED_T][:1] if harmful else [])
+    explained = sum(effect[i] for i in named) / delta if delta > 0 else 0.0
+    notes = {"screen_explained": explained, "screen_significant": significant}
+    if not (harmful and explained >= SHARE) and not final:
+        return None
     lone = (harmful + likely)[:1]
     if lone_only and not final:
         if len(harmful + likely) != 1 or effect[lone[0]] < PARTNER_BELOW * delta:
