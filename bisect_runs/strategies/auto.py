@@ -44,8 +44,8 @@ BYSTANDER = 0.25  # a member whose own reproduce and repair shares are both belo
 RIVAL_MARGIN = 0.2  # a smaller set whose estimate is this far below SHARE no longer holds confirmation up
 LAYER_SCALE = 6.0  # confirmation starts with ceil(LAYER_SCALE / d**2) seeds per point
 DIRECT_LOW = 0.0  # after an early screen, a set ends confirmation only when its own runs show a share above this
-DECISION_LEVEL = 0.9
-SYNERGY_LEVEL = 0.9  # interval level used to decide whether to keep confirming
+DECISION_LEVEL = 0.9  # interval level used to decide whether to keep confirming
+SYNERGY_LEVEL = 0.8  # a pair is classified (AND or not) once its synergy is on one side of 0.5 at 90 % one-sided
 
 Phase = Generator[list[Request], list[Observation], Any]
 
