@@ -35,10 +35,11 @@ SYNERGY = 0.5  # an interaction worth this share of the regression makes a pair 
 MAX_CANDIDATES = 4
 SUSPECT_T = 2.5  # not significant after Holm, but worth confirming alongside the significant ones
 PARTNER_T = 1.5
-PARTNER_BELOW = 0.85
+PARTNER_BELOW = 0.85  # an early screen ends only on a suspect that explains at least this share
+PARTNER_HIGH = 1.0  # a lone suspect whose share is clearly below this gets a partner
 MAX_ALL_CANDIDATES = 6  # after adding suspects the screen missed
 MAX_SCREEN_BLOCKS = 4
-COUNTED_T = 3.0
+COUNTED_T = 3.0  # a suspect this strong counts towards what the screen explains, significant or not
 MAX_CONFIRM_LAYERS = 8
 BYSTANDER = 0.25  # a member whose own reproduce and repair shares are both below this is dropped
 RIVAL_MARGIN = 0.2  # a smaller set whose estimate is this far below SHARE no longer holds confirmation up
@@ -152,10 +153,18 @@ def judge_screen(
         if len(harmful + likely) != 1 or effect[lone[0]] < PARTNER_BELOW * delta:
             return None
         return Screen(lone, complete, notes, early=True, rows=rows)
-    if len(harmful + likely) == 1 and effect[lone[0]] < PARTNER_BELOW * delta:
+    if len(harmful + likely) == 1 and partial(model, lone[0]):
         # one suspect that explains only part: a partner keeps OR/AND/additive pairs testable
         likely += [i for i in ranked if PARTNER_T < t[i] <= SUSPECT_T][:1]
     return Screen((harmful + likely)[:MAX_CANDIDATES], complete, notes, rows=rows)
+
+
+def partial(model: Model, i: int) -> bool:
+    """Whether factor i alone clearly explains less than the whole regression (its share's upper bound)."""
+    c = np.zeros(len(model.row(a_point())))
+    c[1 + i] = 2.0
+    share = model.ratio(c, model.row(b_point(model.n)) - model.row(a_point()), DECISION_LEVEL)
+    return share.high < PARTNER_HIGH
 
 
 # -- confirmation --------------------------------------------------------------------------
