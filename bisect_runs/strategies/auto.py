@@ -319,10 +319,13 @@ def direct_shares(ev: Evidence, t: frozenset[int]) -> tuple[Fraction, Fraction]:
 def rides_along(f: Finding, rest: frozenset[int]) -> bool:
     """Whether `rest` may be a bystander: alone it does not both reproduce and repair a share clearly above 0.
 
-    Both the model and the runs at A + rest and B - rest themselves must show it.
+    The model must show it, and the runs at A + rest and B - rest themselves must not
+    contradict it (a model that misses an interaction can be confidently wrong).
     """
-    shares = [*f.shares.get(rest, ()), *f.direct.get(rest, ())]
-    return not shares or not min(s.low for s in shares) > 0
+    model, direct = f.shares.get(rest), f.direct.get(rest, ())
+    if model is None or not min(s.low for s in model) > 0:
+        return True
+    return any(s.value < BYSTANDER for s in direct)
 
 
 def conclusive(f: Finding, own_runs: bool = False) -> bool:
