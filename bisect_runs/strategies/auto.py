@@ -350,8 +350,9 @@ def conclusive(f: Finding, own_runs: bool = False) -> bool:
             continue  # what best adds to t has a share of its own: t is a part, not a rival
         if t < best and len(best) > 2 and min(r2.high, q2.high) >= SHARE:
             return False  # three or more members: each must be shown to be needed
-        bar = SHARE if len(t) < len(best) else max(SHARE, floor)
-        if min(r2.high, q2.high) >= bar and min(r2.value, q2.value) >= SHARE - RIVAL_MARGIN:
+        smaller = len(t) < len(best)
+        bar = SHARE if smaller else max(SHARE, floor)
+        if min(r2.high, q2.high) >= bar and min(r2.value, q2.value) >= SHARE - (RIVAL_MARGIN if smaller else 0.0):
             return False
     if len(best) == 2:
         i, j = sorted(best)
