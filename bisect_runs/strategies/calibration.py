@@ -4,7 +4,7 @@ A and B run on paired seeds, a full round at a time. After each round a one-side
 test decides: reproduced when B is worse than A by more than `min_effect` with
 p < alpha/2 (a per-look level that keeps repeated looks near alpha overall); not reproduced when
 the upper confidence bound falls below `min_effect` (after at least 4 pairs) or the seed cap is
-reached (a promising difference, one that exceeds min_effect / 2 with p < 0.1, gets up to twice
+reached (a promising difference, one that exceeds min_effect / 2 with p < 0.2, gets up to twice
 as many seeds).
 """
 
@@ -24,7 +24,7 @@ MAX_SEEDS = 10  # per arm, unless --seeds asks for more
 FIRST_SEEDS = 2  # per arm in the first look
 FUTILITY_SEEDS = 4  # per arm before a small upper bound may end calibration as not reproduced
 SHIFT = 1.0  # reproduced: B - A > min_effect, significantly (and the estimate itself at least min_effect)
-EXTEND, PROMISING_P = 2.0, 0.1  # past the cap, up to twice the seeds while promising
+EXTEND, PROMISING_P = 2.0, 0.2  # past the cap, up to twice the seeds while promising
 PROMISING_SHIFT = 0.5  # promising: p < PROMISING_P that B - A exceeds half of min_effect
 
 
