@@ -46,7 +46,7 @@ RIVAL_MARGIN = 0.2  # a smaller set whose estimate is this far below SHARE no lo
 LAYER_SCALE = 3.0  # confirmation starts with ceil(LAYER_SCALE / d**2) seeds per point
 DIRECT_LOW = 0.0  # after an early screen, a set ends confirmation only when its own runs show a share above this
 DECISION_LEVEL = 0.9  # interval level used to decide whether to keep confirming
-SYNERGY_LEVEL = 0.8  # a pair is classified (AND or not) once its synergy is on one side of 0.5 at 90 % one-sided
+SYNERGY_LEVEL = 0.7  # a pair is classified (AND or not) once its synergy is on one side of 0.5 at 85 % one-sided
 
 Phase = Generator[list[Request], list[Observation], Any]
 
