@@ -35,8 +35,7 @@ SYNERGY = 0.5  # an interaction worth this share of the regression makes a pair 
 MAX_CANDIDATES = 4
 SUSPECT_T = 2.5  # not significant after Holm, but worth confirming alongside the significant ones
 PARTNER_T = 1.5
-PARTNER_BELOW = 0.85  # an early screen ends only on a suspect that explains at least this share
-PARTNER_HIGH = 1.0  # a lone suspect whose share is clearly below this gets a partner
+PARTNER_HIGH = 1.0  # a lone suspect whose share is clearly below this gets a partner (and cannot end screening early)
 MAX_ALL_CANDIDATES = 6  # after adding suspects the screen missed
 MAX_SCREEN_BLOCKS = 4
 COUNTED_T = 3.0  # a suspect this strong counts towards what the screen explains, significant or not
@@ -128,8 +127,8 @@ def judge_screen(
     """Candidates once significant harmful effects explain the regression; None to keep screening.
 
     Before the first block is complete (`lone_only`) the design is not orthogonal and main
-    effects may carry interactions, so only one clear suspect that explains nearly the whole
-    regression ends screening early.
+    effects may carry interactions, so only one significant suspect whose share is not
+    clearly below the whole regression ends screening early.
     """
     ctx = ev.ctx
     model = Model(ctx.n_factors, [], *ev.table())
@@ -150,7 +149,7 @@ def judge_screen(
         return None
     lone = (harmful + likely)[:1]
     if lone_only and not final:
-        if len(harmful + likely) != 1 or effect[lone[0]] < PARTNER_BELOW * delta:
+        if len(harmful + likely) != 1 or partial(model, lone[0]):
             return None
         return Screen(lone, complete, notes, early=True, rows=rows)
     if len(harmful + likely) == 1 and partial(model, lone[0]):
