@@ -174,7 +174,7 @@ def confirm(ev: Evidence, log: list[dict[str, Any]], screen: Screen, cal: Calibr
     ctx = ev.ctx
     n, cands = ctx.n_factors, screen.candidates
     family: list[frozenset[int]] = [frozenset({i}) for i in cands]
-    if len(cands) >= 2:
+    if len(cands) > 2:  # a pair is predicted from its members' runs; it joins once it leads
         family.append(frozenset(cands))
     pending: deque[Request] = deque()
     layers = 0
