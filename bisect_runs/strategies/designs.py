@@ -95,6 +95,12 @@ def row_to_point(row: np.ndarray, factors: list[int]) -> Point:
 
 
 def blocks(n: int) -> itertools.cycle[np.ndarray]:
-    """Design blocks to run in turn: the design, its foldover, the design again, ..."""
+    """Design blocks to run in turn: the design, its foldover, the design again, ...
+
+    A row with every factor at B (or, in the foldover, at A) repeats a calibration point, so it
+    runs last: the rows before it, with A and B, already separate every factor.
+    """
     d = design_matrix(n)
+    repeats = np.abs(d.sum(axis=1)) == n
+    d = np.concatenate([d[~repeats], d[repeats]])
     return itertools.cycle([d, -d])

@@ -77,6 +77,12 @@ class Model:
         ratio, low, high = ratio_ci(num, den, se_n**2, se_d**2, self.fit.covariance(cn, cd), self.fit.df, level)
         return Fraction(ratio, low, high, level)
 
+    def estimable(self) -> bool:
+        """Whether every main effect can be estimated from the runs so far (with residual df)."""
+        k = self.n + 1
+        block = self.fit.projector[:k, :k]
+        return self.fit.df > 0 and bool(np.allclose(block, np.eye(k), atol=1e-8))
+
     def main_effects(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per factor: effect of switching it A -> B averaged over the rest, its se and Holm-adjusted p."""
         coef, se = self.fit.coef[1 : self.n + 1] * 2, self.fit.se[1 : self.n + 1] * 2

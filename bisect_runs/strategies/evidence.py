@@ -104,9 +104,11 @@ class Evidence:
             out[p].append(float(v))
         return out
 
-    def losses(self, point: Point) -> list[float]:
+    def losses(self, point: Point, seeds: set[int] | None = None) -> list[float]:
+        """Judged losses at `point`, only those run on `seeds` when given."""
         points, y = self.table()
-        return [float(v) for p, v in zip(points, y, strict=True) if p == point]
+        judged = zip(points, y, self.observations, strict=True)
+        return [float(v) for p, v, o in judged if p == point and (seeds is None or o.seed in seeds)]
 
     def failure_rates(self) -> dict[Point, tuple[int, int]]:
         """Per point: (failed runs, judged runs)."""

@@ -120,13 +120,26 @@ def decide(
     return Decision(True, culprits, effects, verdict, regression, json_safe(details))
 
 
-def not_reproduced(ev: Evidence, cal: Calibration, log: list[dict[str, Any]]) -> Decision:
-    """The honest answer when B is not measurably worse than A at this budget."""
+def not_reproduced(ev: Evidence, cal: Calibration, log: list[dict[str, Any]], replicated: bool = False) -> Decision:
+    """The honest answer when B is not measurably worse than A at this budget.
+
+    `replicated`: the first look called B worse, nothing explained it, and fresh paired
+    seeds (`cal`) did not confirm it; the verdict quotes the fresh runs.
+    """
     details = base_details(ev, cal, log)
     details.update(classification="not reproduced", hint=HINT_STEPS, complete=cal.complete)
     regression = regression_effect(cal, ev)
     if cal.test is None:
         verdict = "Not enough finished runs of A and B to tell whether B is worse; " + HINT_STEPS + "."
+        return Decision(False, [], [], verdict, regression, json_safe(details))
+    if replicated:
+        t = cal.test
+        details["replication"] = {"effect": t.diff, "ci_low": t.ci_low, "ci_high": t.ci_high, "p": t.p, "runs": t.n_a + t.n_b}
+        verdict = (
+            "The regression did not reproduce at this budget: B looked worse at first, no difference explained it, "
+            f"and fresh paired seeds did not confirm it (B - A = {_num(t.diff)}, 95 % CI {_num(t.ci_low)} to "
+            f"{_num(t.ci_high)}, p = {t.p:.2g}, {t.n_a} + {t.n_b} runs); {HINT_STEPS}."
+        )
         return Decision(False, [], [], verdict, regression, json_safe(details))
     verdict = (
         f"The regression did not reproduce at this budget: B - A = {_num(regression.effect)} "
