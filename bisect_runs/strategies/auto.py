@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from bisect_runs.stats import pooled_sd, ratio_ci
 from bisect_runs.strategies import designs
 from bisect_runs.strategies.base import (
     Observation,
@@ -28,7 +27,13 @@ from bisect_runs.strategies.calibration import Calibration, a_point, b_point, ca
 from bisect_runs.strategies.effects import Fraction, Model
 from bisect_runs.strategies.evidence import Evidence
 from bisect_runs.strategies.rounds import ask, slots
-from bisect_runs.strategies.verdicts import Finding, decide, not_reproduced
+from bisect_runs.strategies.verdicts import (
+    DECISION_LEVEL,
+    Finding,
+    decide,
+    direct_shares,
+    not_reproduced,
+)
 
 SHARE = 0.7  # a culprit set must both reproduce and repair this share of the regression
 SYNERGY = 0.5  # an interaction worth this share of the regression makes a pair one AND set
@@ -44,7 +49,6 @@ BYSTANDER = 0.25  # a member whose own reproduce and repair shares are both belo
 RIVAL_MARGIN = 0.2  # a smaller set whose estimate is this far below SHARE no longer holds confirmation up
 LAYER_SCALE = 3.0  # confirmation starts with ceil(LAYER_SCALE / d**2) seeds per point
 DIRECT_LOW = 0.0  # after an early screen, a set ends confirmation only when its own runs show a share above this
-DECISION_LEVEL = 0.9  # interval level used to decide whether to keep confirming
 SYNERGY_LEVEL = 0.7  # a pair is classified (AND or not) once its synergy is on one side of 0.5 at 85 % one-sided
 
 Phase = Generator[list[Request], list[Observation], Any]
@@ -288,31 +292,6 @@ def without_bystanders(t: frozenset[int], shares: dict[frozenset[int], tuple[Fra
         return t
     kept = frozenset(i for i in t if max(s.value for s in shares[frozenset({i})]) >= BYSTANDER)
     return kept or t
-
-
-def direct_shares(ev: Evidence, t: frozenset[int]) -> tuple[Fraction, Fraction]:
-    """Model-free reproduce/repair shares of T from the runs at A, B, A + T and B - T themselves.
-
-    They guard against a model that misses an interaction: a set qualifies only if its own
-    runs do not clearly contradict the model.
-    """
-    n = ev.ctx.n_factors
-    a, b = a_point(), b_point(n)
-    groups = ev.grouped()
-    sd, df = pooled_sd(list(groups.values()))
-    unknown = Fraction(math.nan, -math.inf, math.inf)
-    ya, yb, yt, yu = (groups.get(p, []) for p in (a, b, frozenset(t), b - t))
-    if not (ya and yb) or not math.isfinite(sd) or df < 1:
-        return unknown, unknown
-    ma, mb, var = float(np.mean(ya)), float(np.mean(yb)), sd**2
-    den, var_den = mb - ma, var * (1 / len(ya) + 1 / len(yb))
-
-    def share(num: float, var_num: float, cov: float) -> Fraction:
-        return Fraction(*ratio_ci(num, den, var_num, var_den, cov, df, DECISION_LEVEL), DECISION_LEVEL)
-
-    r = share(float(np.mean(yt)) - ma, var * (1 / len(yt) + 1 / len(ya)), var / len(ya)) if yt else unknown
-    q = share(mb - float(np.mean(yu)), var * (1 / len(yu) + 1 / len(yb)), var / len(yb)) if yu else unknown
-    return r, q
 
 
 def rides_along(f: Finding, rest: frozenset[int]) -> bool:

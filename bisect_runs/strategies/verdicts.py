@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from bisect_runs.stats import t_interval, welch
+from bisect_runs.stats import pooled_sd, ratio_ci, t_interval, welch
 from bisect_runs.strategies.base import Decision, Effect
 from bisect_runs.strategies.calibration import Calibration, a_point, b_point
 from bisect_runs.strategies.effects import Fraction, Model
 from bisect_runs.strategies.evidence import Evidence
 
 SHARE = 0.7
+DECISION_LEVEL = 0.9  # interval level used to decide whether to keep confirming (one-sided 95 %)
 SYNERGY = 0.5
 SPARSE = 4  # a smallest explaining set larger than this is a diffuse regression, not a culprit
 HINT_STEPS = "raise --steps (the regression may only show later in training) or check that B really is worse"
@@ -104,7 +105,7 @@ def decide(
     # decided at the search's one-sided level; reported, like every effect, with 95 % intervals
     details["shares"] = {
         _set_name(t, names): {"reproduce": _frac(r), "repair": _frac(q)}
-        for t, (r, q) in ((t, finding.model_shares(t)) for t in finding.shares)
+        for t, (r, q) in ((t, reported_shares(finding, ev, t)) for t in finding.shares)
     }
     if len(best) == 2:
         i, j = sorted(best)
@@ -114,7 +115,7 @@ def decide(
     if len(culprits) > 1:
         effects.append(_set_effect(finding, best, ev))
     effects += [e for e in _factor_effects(finding.model, ev) if len(e.factors) == 1 and [e.factors[0]] not in culprits]
-    verdict = _verdict(finding, best, culprits, kind, names, details["masking"], regression)
+    verdict = _verdict(finding, ev, best, culprits, kind, names, details["masking"], regression)
     if not complete:
         verdict += " (best answer when the budget ran out; intervals show how sure it is)"
     return Decision(True, culprits, effects, verdict, regression, json_safe(details))
@@ -146,6 +147,40 @@ def not_reproduced(ev: Evidence, cal: Calibration, log: list[dict[str, Any]], re
         f"({_ci(regression)}, p = {cal.test.p:.2g}, {cal.test.n_a} + {cal.test.n_b} runs); {HINT_STEPS}."
     )
     return Decision(False, [], [], verdict, regression, json_safe(details))
+
+
+def direct_shares(ev: Evidence, t: frozenset[int], level: float = DECISION_LEVEL) -> tuple[Fraction, Fraction]:
+    """Model-free reproduce/repair shares of T from the runs at A, B, A + T and B - T themselves.
+
+    They guard against a model that misses an interaction: a set qualifies only if its own
+    runs do not clearly contradict the model.
+    """
+    n = ev.ctx.n_factors
+    a, b = a_point(), b_point(n)
+    groups = ev.grouped()
+    sd, df = pooled_sd(list(groups.values()))
+    unknown = Fraction(math.nan, -math.inf, math.inf)
+    ya, yb, yt, yu = (groups.get(p, []) for p in (a, b, frozenset(t), b - t))
+    if not (ya and yb) or not math.isfinite(sd) or df < 1:
+        return unknown, unknown
+    ma, mb, var = float(np.mean(ya)), float(np.mean(yb)), sd**2
+    den, var_den = mb - ma, var * (1 / len(ya) + 1 / len(yb))
+
+    def share(num: float, var_num: float, cov: float) -> Fraction:
+        return Fraction(*ratio_ci(num, den, var_num, var_den, cov, df, level), level)
+
+    r = share(float(np.mean(yt)) - ma, var * (1 / len(yt) + 1 / len(ya)), var / len(ya)) if yt else unknown
+    q = share(mb - float(np.mean(yu)), var * (1 / len(yu) + 1 / len(yb)), var / len(yb)) if yu else unknown
+    return r, q
+
+
+def reported_shares(finding: Finding, ev: Evidence, t: frozenset[int]) -> tuple[Fraction, Fraction]:
+    """Reproduce/repair shares of T as reported, with 95 % intervals: measured directly from the
+    runs at A + T and B - T against A and B where they exist, else from the model (a variant
+    that failed, counted at the failure value, can pull a linear model far from the runs)."""
+    model = finding.model_shares(t)
+    direct = direct_shares(ev, t, level=0.95)
+    return tuple(d if math.isfinite(d.value) else m for d, m in zip(direct, model, strict=True))  # type: ignore[return-value]
 
 
 # -- pieces ----------------------------------------------------------------------------------
@@ -193,20 +228,26 @@ def _set_effect(finding: Finding, t: frozenset[int], ev: Evidence) -> Effect:
     b = b_point(ev.ctx.n_factors)
     c = finding.model.contrast(b - t, b)
     low, high = c.ci()
-    q = finding.model.fraction(b - t, b, a_point(), b)
+    q = reported_shares(finding, ev, t)[1]
     return Effect(tuple(sorted(t)), c.value, low, high, q.value, c.p, ev.count(b - t))
 
 
 def _factor_effects(model: Model, ev: Evidence) -> list[Effect]:
     """Every factor's main effect (A -> B, averaged over the others), largest first."""
     effect, se, adjusted = model.main_effects()
-    delta = model.contrast(a_point(), b_point(ev.ctx.n_factors)).value
+    delta = _measured_gap(ev) or model.contrast(a_point(), b_point(ev.ctx.n_factors)).value
     out = []
     for i in range(ev.ctx.n_factors):
         low, high = t_interval(float(effect[i]), float(se[i]), model.fit.df)
         frac = float(effect[i] / delta) if delta else None
         out.append(Effect((i,), float(effect[i]), low, high, frac, float(adjusted[i]), 0))
     return sorted(out, key=lambda e: -e.effect)
+
+
+def _measured_gap(ev: Evidence) -> float | None:
+    """Mean of B's runs minus mean of A's: the gap the report shows, shares are of this."""
+    la, lb = ev.losses(a_point()), ev.losses(b_point(ev.ctx.n_factors))
+    return float(np.mean(lb) - np.mean(la)) if len(la) and len(lb) else None
 
 
 def _masking(model: Model, ev: Evidence) -> list[dict[str, Any]]:
@@ -229,6 +270,7 @@ def _partial(finding: Finding, names: list[str]) -> dict[str, Any] | None:
 
 def _verdict(
     finding: Finding,
+    ev: Evidence,
     best: frozenset[int],
     culprits: list[list[int]],
     kind: str,
@@ -236,7 +278,7 @@ def _verdict(
     masking: list[dict[str, Any]],
     regression: Effect,
 ) -> str:
-    r, q = finding.model_shares(best)
+    r, q = reported_shares(finding, ev, best)
     both = _set_name(best, names)
     share = f"reverting it repairs {_pct(q)} and applying it to A reproduces {_pct(r)} of B - A = {_num(regression.effect)}"
     if kind == "single":
@@ -247,8 +289,11 @@ def _verdict(
         text = f"Either of {both} alone is enough to cause the regression (OR): {share}."
     elif kind == "additive":
         text = f"{both} each cause part of the regression (additive): {share}."
+    elif len(culprits) > 1:  # mixed: some culprits are single differences, some act only together
+        parts = " and ".join(_set_name(frozenset(c), names) for c in culprits)
+        text = f"{parts} each cause part of the regression (a set of several acts only together): {share}."
     else:
-        text = f"{both} together cause the regression ({kind}): {share}."
+        text = f"{both} cause the regression only together ({len(best)} differences): {share}."
     if masking:
         helpers = ", ".join(f"{m['name']} ({_num(m['effect'])})" for m in masking)
         text += f" Masking: {helpers} helps and hides part of it."
