@@ -72,6 +72,23 @@ def test_leaf_and_squash() -> None:
         ("run_name", "runtime", True),
         ("model_name", "architecture", False),
         ("some_unknown_knob", "architecture", False),
+        # a bare `name` labels a run only at the top level or in run/logging sections
+        ("name", "runtime", True),
+        ("wandb.name", "runtime", True),
+        ("experiment.tracking.name", "runtime", True),
+        ("optimizer.name", "optimization", False),
+        ("optim._target_", "optimization", False),
+        ("scheduler.name", "optimization", False),
+        ("model.name", "architecture", False),
+        ("model.encoder.type", "architecture", False),
+        ("loss.type", "objective", False),
+        # path-like leaf names are file locations; rates and flags that end like them are not
+        ("model.drop_path", "regularization", False),
+        ("drop_path_rate", "regularization", False),
+        ("model.bidir", "architecture", False),
+        ("logdir", "runtime", True),
+        ("data.cache_dir", "runtime", True),
+        ("checkpoint_path", "runtime", True),
     ],
 )
 def test_rule_categories(rules, key: str, category: str, weight_is_zero: bool) -> None:
