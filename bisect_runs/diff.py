@@ -120,7 +120,7 @@ class DiffResult:
     flat_a: FlatConfig
     flat_b: FlatConfig
     differences: list[Difference]  # ranked, most impactful first; includes level "none"
-    factors: list[Factor]  # ranked; "none" differences only when a group names them
+    factors: list[Factor]  # ranked; hidden ("none") differences form factors of level none
     warnings: list[str] = field(default_factory=list)  # e.g. an alias naming keys neither config has
 
     @property
@@ -435,7 +435,7 @@ def _factors(differences: list[Difference], groups: dict[str, list[str]], rules:
         if chosen:
             taken.update(id(d) for d in chosen)
             members.append((name, chosen))
-    rest = [d for d in differences if id(d) not in taken and d.level != "none"]
+    rest = [d for d in differences if id(d) not in taken]
     for family in _families(rest, rules):
         family.sort(key=lambda d: order.get(d.flat_key, 0))
         members.append(("+".join(d.key for d in family), family))

@@ -103,8 +103,8 @@ class Search:
         self.good = load_config(_spec(settings, settings.good), settings.format_good)
         self.bad = load_config(_spec(settings, settings.bad), settings.format_bad)
         self.diff = diff_configs(self.good, self.bad, diff_options(settings))
-        self.factors: list[Factor] = [
-            f for f in self.diff.factors if settings.include_all or f.level != "none"
+        self.factors: list[Factor] = [  # hidden differences only with --include-all or a group naming them
+            f for f in self.diff.factors if settings.include_all or f.level != "none" or f.name in settings.groups
         ]
         self.command = tuple(shlex.split(settings.command or ""))
         check_command(self.command)  # before OUT_DIR exists: a bad template leaves nothing behind
@@ -254,6 +254,13 @@ class Search:
     # -- results ------------------------------------------------------------------------
 
     def finish(self, decision: Decision, runner: TrialRunner, complete: bool) -> SearchResult:
+        verdict = decision.verdict
+        held = [f.name for f in self.diff.factors if f not in self.factors]
+        if not decision.reproduced and held:  # maybe one of them matters after all
+            verdict += (
+                f" {len(held)} difference(s) judged to have no effect were held at B's values in every "
+                f"trial ({', '.join(held)}); --include-all searches them too."
+            )
         names = [f.name for f in self.factors]
         keys = [_factor_keys(f) for f in self.factors]
         result = SearchResult(
@@ -270,7 +277,7 @@ class Search:
             effects=[_effect_json(e, names, keys) for e in decision.effects],
             runs=runner.runs,
             rounds=len(self.rounds),
-            verdict=decision.verdict,
+            verdict=verdict,
             regression=None if decision.regression is None else _effect_json(decision.regression, names, keys),
             details={**_jsonable(decision.details), "trial_rounds": self.rounds},
             complete=complete,

@@ -69,7 +69,7 @@ def test_speech_learning_rate_is_the_critical_top_factor(speech: DiffResult) -> 
 
 
 def test_speech_rows_with_defaults(speech: DiffResult) -> None:
-    names = {f.name: f for f in speech.factors}
+    names = {f.name: f for f in speech.factors if f.level != "none"}
     assert set(names) == {
         "lrStart+lrEnd", "optimizer", "l2_decay -> weight_decay", "whiteNoiseSD", "constantOffsetSD",
         "time_mask_prob+freq_mask_prob", "use_layer_norm", "grad_clip_norm", "use_plateau_scheduler",
@@ -82,13 +82,16 @@ def test_speech_rows_with_defaults(speech: DiffResult) -> None:
     assert (optimizer.kind, optimizer.a, optimizer.a_default, optimizer.key_a) == ("added", "adam", True, None)
 
 
-def test_speech_runtime_keys_are_none_and_not_factors(speech: DiffResult) -> None:
+def test_speech_runtime_keys_are_none_and_hidden_factors(speech: DiffResult) -> None:
+    """Hidden differences form factors of level none: searched only with --include-all."""
     by_key = _by_key(speech)
     for key in ("num_workers", "outputDir", "datasetPath"):
         assert by_key[key].level == "none"
         assert by_key[key].category == "runtime"
-        assert by_key[key].factor == ""
-    assert all(f.level != "none" for f in speech.factors)
+        assert by_key[key].factor == key
+    hidden = [f for f in speech.factors if f.level == "none"]
+    assert {f.name for f in hidden} == {"num_workers", "outputDir", "datasetPath"}
+    assert speech.factors[-len(hidden):] == hidden  # ranked last
 
 
 def test_speech_keys_equal_to_their_defaults_give_no_row(speech: DiffResult) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -145,6 +146,24 @@ def test_configs_in_two_formats_give_trials_in_the_good_configs_format(tmp_path:
         [written] = config_dir.iterdir()
         assert written.name == "good.json"
         assert set(json.loads(written.read_text())) == set(good)
+
+
+@pytest.mark.parametrize("how", ["--include-all", "group"])
+def test_hidden_differences_are_searched_when_asked(tmp_path: Path, how: str) -> None:
+    """num_workers is ranked `none` (hidden); here it is what matters."""
+    settings = {"groups": {"loader": ["num_workers"]}} if how == "group" else {}
+    root = project(tmp_path, {"value": "1.0 + (num_workers > 2)", "noise": 0.05}, **settings)
+    for name, workers in (("good", 0), ("bad", 8)):
+        config = yaml.safe_load((root / f"{name}.yaml").read_text())
+        (root / f"{name}.yaml").write_text(yaml.safe_dump({**config, "num_workers": workers}))
+    if how == "--include-all":  # without it, A keeps B's num_workers: nothing to find, and it says why
+        code, summary, output = run_search(root)
+        assert code == 1 and summary["reproduced"] is False, output
+        assert "held at B's values in every trial (num_workers); --include-all searches them" in summary["verdict"]
+        shutil.rmtree(root / "out")
+    code, summary, output = run_search(root, *(["--include-all"] if how == "--include-all" else []))
+    assert code == 0, output
+    assert summary["culprits"] == [["num_workers"]]
 
 
 def test_resume_after_kill_runs_nothing_twice(tmp_path: Path) -> None:
