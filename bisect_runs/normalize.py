@@ -176,6 +176,17 @@ def value_text(value: Any, *, max_len: int | None = None) -> str:
     return text
 
 
+def _float_text(value: float) -> str:
+    """At most 12 significant digits, so arithmetic noise (`lr / 10` = 5.9999999999999995e-05)
+    reads as people wrote it (6e-05); still visibly a float (0.0, not 0)."""
+    text = repr(value)
+    if len(text) > 12:
+        text = f"{value:.12g}"
+    if not any(c in text for c in ".einf"):
+        text += ".0"
+    return text
+
+
 def _text(value: Any) -> str:
     """YAML-like spelling without quotes around plain strings."""
     if value is None:
@@ -183,7 +194,7 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return repr(value)
+        return _float_text(value)
     if isinstance(value, list):
         return "[" + ", ".join(_text(v) for v in value) + "]"
     if isinstance(value, dict):

@@ -131,6 +131,10 @@ def test_strict_types_counts_type_only_changes() -> None:
         ({"a": False}, "{a: false}"),
         (0.0008, "0.0008"),
         (" x", "' x'"),
+        (6e-4 / 10, "6e-05"),  # nanoGPT's `min_lr = learning_rate / 10`: no arithmetic noise
+        (0.1 + 0.2, "0.3"),
+        (0.0, "0.0"),
+        (1 / 3, "0.333333333333"),
     ],
 )
 def test_value_text(value: Any, text: str) -> None:
