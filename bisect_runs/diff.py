@@ -136,6 +136,7 @@ def diff_configs(good: LoadedConfig, bad: LoadedConfig, options: DiffOptions | N
     flat_a, flat_b = _flatten_source(good), _flatten_source(bad)
     keys_a = [k for k in flat_a.values if not (options.ignore and _ignored(k, options.ignore))]
     keys_b = [k for k in flat_b.values if not (options.ignore and _ignored(k, options.ignore))]
+    keys_a, keys_b = _unshadowed(keys_a, flat_a.values, keys_b), _unshadowed(keys_b, flat_b.values, keys_a)
     pairing = _Pairing(keys_a, keys_b, flat_a.values, flat_b.values, rules)
     warnings = pairing.pair_all(options.aliases)
     defaults = _Defaults(options.defaults, options.aliases, rules)
@@ -421,6 +422,20 @@ def _state(key: str | None, from_default: bool) -> str:
     if key is not None:
         return PRESENT
     return DEFAULT if from_default else ABSENT
+
+
+def _unshadowed(keys: list[str], values: dict[str, Any], other: list[str]) -> list[str]:
+    """Drop an empty section (`sched: {}`) where the other side has keys inside it (`sched.kind`):
+    those keys' own rows say what differs; "sched absent -> {}" would be a false row."""
+    prefixes = {k.split("[", 1)[0].rsplit(".", 1)[0] for k in other} | {k.split("[", 1)[0] for k in other if "[" in k}
+    inside = {p for key in prefixes for p in _ancestors(key)}
+    return [k for k in keys if not (values[k] in ({}, []) and k in inside)]
+
+
+def _ancestors(key: str) -> list[str]:
+    """`a.b.c` -> [`a`, `a.b`, `a.b.c`]."""
+    parts = key.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 # -- factors -------------------------------------------------------------------------------

@@ -254,3 +254,13 @@ def test_directory_configs(tmp_path: Path) -> None:
     assert set(keys) == {"eval.eval_perm_average", "eval.eval_slot_id_mode", "model.aux_loss_diagonal",
                          "train.perm_warmup_steps", "train.patience"}
     assert _by_key(result)["eval.eval_slot_id_mode"].category == "evaluation"
+
+
+def test_an_empty_section_is_not_a_row_where_the_other_side_fills_it(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("lr: 1\nsched: {}\n")
+    (tmp_path / "b.yaml").write_text("lr: 1\nsched:\n  kind: cos\n")
+    result = diff_configs(load_config(tmp_path / "a.yaml"), load_config(tmp_path / "b.yaml"))
+    assert [(d.key, d.kind) for d in result.differences] == [("sched.kind", "added")]
+    (tmp_path / "c.yaml").write_text("lr: 1\n")  # an empty section against nothing is a row
+    result = diff_configs(load_config(tmp_path / "a.yaml"), load_config(tmp_path / "c.yaml"))
+    assert [(d.key, d.kind) for d in result.differences] == [("sched", "removed")]
