@@ -82,6 +82,15 @@ def test_wandb_run_directory() -> None:
     assert cfg.path == FIXTURES / "wandb/run-20240105_101500-3kq9xz1a/files/config.yaml"
 
 
+def test_wandb_files_directory_holding_only_config_yaml(tmp_path: Path) -> None:
+    files = tmp_path / "run-x" / "files"
+    files.mkdir(parents=True)
+    (files / "config.yaml").write_bytes(Path(fixture("wandb/new/config.yaml")).read_bytes())
+    cfg = load_config(files)
+    assert cfg.format == "wandb" and cfg.data["batch_size"] == 64  # not `config.batch_size`
+    assert load_config(tmp_path / "run-x").data == cfg.data
+
+
 def test_hydra_output_directory_with_overrides_as_provenance() -> None:
     cfg = load_config(fixture("hydra/2024-01-05/10-15-00"))
     assert cfg.format == "hydra"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,22 @@ def wandb_config_file(directory: Path) -> Path | None:
         return nested
     own = directory / "config.yaml"
     markers = ("wandb-metadata.json", "wandb-summary.json")
-    if own.is_file() and any((directory / m).exists() for m in markers):
+    if own.is_file() and (any((directory / m).exists() for m in markers) or _wandb_text(own)):
         return own
     return None
+
+
+_WANDB_TOP_KEY = re.compile(r"^(wandb_version|_wandb)\s*:", re.MULTILINE)
+
+
+def _wandb_text(file: Path) -> bool:
+    """A config.yaml W&B wrote (a top-level `wandb_version:` or `_wandb:`), e.g. alone in `files/`."""
+    try:
+        with file.open("rb") as f:
+            head = f.read(1 << 20).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return bool(_WANDB_TOP_KEY.search(head))
 
 
 def hydra_config_file(directory: Path) -> Path | None:
