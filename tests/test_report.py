@@ -329,3 +329,18 @@ def test_null_is_a_value_and_absent_is_a_missing_key() -> None:
     assert changes_text([{"key": "ln", "a": False, "b": True, "kind": "added", "a_default": True}]) == (
         "`ln` (true -> absent (default false))"
     )
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"journal.jsonl": "garbage\n{torn"}, "journal.jsonl: no readable journal line (and no summary.json)"),
+        ({"summary.json": "{}"}, "summary.json: expected a search summary (a non-empty JSON object)"),
+    ],
+)
+def test_report_of_an_unreadable_out_dir_says_what_is_wrong(tmp_path: Path, files: dict[str, str], message: str) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    result = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("Error: ") and message in result.output

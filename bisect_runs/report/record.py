@@ -69,6 +69,8 @@ def load_search(out_dir: str | Path) -> SearchRecord:
     summary = _read_summary(out / SUMMARY_FILE)
     entries = _read_journal(out / JOURNAL_FILE)
     if summary is None and not entries:
+        if (out / JOURNAL_FILE).exists():
+            raise RunError(f"{out / JOURNAL_FILE}: no readable journal line (and no {SUMMARY_FILE})")
         raise RunError(f"{out}: neither {SUMMARY_FILE} nor {JOURNAL_FILE} found: is this a search's --out directory?")
     trials = _trials(entries, out)
     rounds = _rounds(summary, entries)
@@ -97,8 +99,8 @@ def _read_summary(path: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise RunError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise RunError(f"{path}: expected a JSON object at the top level")
+    if not isinstance(data, dict) or not data:
+        raise RunError(f"{path}: expected a search summary (a non-empty JSON object)")
     return data
 
 
