@@ -102,6 +102,7 @@ class Comparison:
     only_a: list[str] = field(default_factory=list)
     only_b: list[str] = field(default_factory=list)
     plots: dict[str, str] = field(default_factory=dict)  # metric -> PNG path
+    problems: list[str] = field(default_factory=list)  # lines of the runs' files that were skipped
 
     def to_json(self) -> dict[str, Any]:
         return _finite(asdict(self))
@@ -126,6 +127,7 @@ def compare_runs(
         run_a=str(a.path), run_b=str(b.path), kind_a=a.kind, kind_b=b.kind,
         steps_a=a.steps(), steps_b=b.steps(), window=str(window), k=k, smooth=smooth,
         only_a=only_a, only_b=only_b,
+        problems=[f"Run {side}: {problem}" for side, run in (("A", a), ("B", b)) for problem in run.problems],
     )  # fmt: skip
     for name_a, name_b in shared:
         ha = [(s, v) for s, v in a.series[name_a] if s in window]
@@ -340,6 +342,10 @@ def _footer(cmp: Comparison) -> str:
         for run, stats in (("A", m.a), ("B", m.b)):
             if stats.nonfinite_step is not None:
                 notes.append(f"{m.name}: run {run} logged a non-finite value at step {stats.nonfinite_step}.")
+    shown = 3
+    notes += [f"{p}." for p in cmp.problems[:shown]]
+    if len(cmp.problems) > shown:
+        notes.append(f"... and {len(cmp.problems) - shown} more skipped lines.")
     if cmp.only_a:
         notes.append(f"Only in A: {', '.join(cmp.only_a)}.")
     if cmp.only_b:

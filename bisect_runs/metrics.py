@@ -117,12 +117,21 @@ def read_metric(run_dir: Path, spec: MetricSpec, log_path: Path | None = None) -
     )
 
 
-def read_history(run_dir: str | Path, spec: MetricSpec | None = None, log_path: Path | None = None) -> dict[str, History]:
-    """All metric histories of a run directory (the spec's source, else whatever is there)."""
+def read_history(
+    run_dir: str | Path,
+    spec: MetricSpec | None = None,
+    log_path: Path | None = None,
+    problems: list[str] | None = None,
+) -> dict[str, History]:
+    """All metric histories of a run directory (the spec's source, else whatever is there);
+    lines or files that could not be read are added to `problems` when given."""
     run_dir = Path(run_dir)
     if spec is None:
         spec = MetricSpec(name="-", source=detect_source(run_dir))
-    return _read_series(run_dir, spec, log_path)[0]
+    series, _, found = _read_series(run_dir, spec, log_path)
+    if problems is not None:
+        problems.extend(found)
+    return series
 
 
 def detect_source(run_dir: Path) -> str:

@@ -57,11 +57,12 @@ def read_run(path: str | Path) -> Run:
     if not p.exists():
         raise RunError(f"{p}: no such run directory or metrics file")
     kind, source = detect_run(p)
-    series = _READERS[kind](source)
+    problems: list[str] = []
+    series = _READERS[kind](source, problems)
     series = {name: sorted(h, key=lambda sv: sv[0]) for name, h in series.items() if h}
     if not series:
         raise RunError(f"{p}: no metrics found in {source} ({kind})")
-    return Run(path=p, kind=kind, series=series)
+    return Run(path=p, kind=kind, series=series, problems=problems)
 
 
 def detect_run(p: Path) -> tuple[str, Path]:
@@ -98,19 +99,19 @@ def _detect_file(p: Path) -> tuple[str, Path]:
     raise RunError(f"{p}: unknown metrics file (expected .jsonl, .csv, TensorBoard events or {WANDB_HISTORY})")
 
 
-def _read_jsonl(path: Path) -> dict[str, History]:
-    return read_history(path.parent, MetricSpec(name="-", source="jsonl", path=path.name))
+def _read_jsonl(path: Path, problems: list[str]) -> dict[str, History]:
+    return read_history(path.parent, MetricSpec(name="-", source="jsonl", path=path.name), problems=problems)
 
 
-def _read_csv(path: Path) -> dict[str, History]:
-    return read_history(path.parent, MetricSpec(name="-", source="csv", path=path.name))
+def _read_csv(path: Path, problems: list[str]) -> dict[str, History]:
+    return read_history(path.parent, MetricSpec(name="-", source="csv", path=path.name), problems=problems)
 
 
-def _read_tensorboard(path: Path) -> dict[str, History]:
-    return read_history(path, MetricSpec(name="-", source="tensorboard"))
+def _read_tensorboard(path: Path, problems: list[str]) -> dict[str, History]:
+    return read_history(path, MetricSpec(name="-", source="tensorboard"), problems=problems)
 
 
-def _read_wandb(files: Path) -> dict[str, History]:
+def _read_wandb(files: Path, problems: list[str]) -> dict[str, History]:
     """W&B history lines (internal `_` keys and media dicts skipped), plus summary-only metrics."""
     series: dict[str, History] = {}
     history = files / WANDB_HISTORY
@@ -162,7 +163,7 @@ def _wandb_scalars(record: dict[str, Any], prefix: str = "") -> list[tuple[str, 
     return scalars
 
 
-def _read_mlflow(metrics: Path) -> dict[str, History]:
+def _read_mlflow(metrics: Path, problems: list[str]) -> dict[str, History]:
     """One file per metric (`a/b` metrics nested as directories), lines `timestamp value step`."""
     series: dict[str, History] = {}
     for f in sorted(p for p in metrics.rglob("*") if p.is_file()):

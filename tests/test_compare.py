@@ -250,3 +250,13 @@ def test_a_mode_for_a_metric_neither_run_has_is_an_error(tmp_path: Path) -> None
     with pytest.raises(SettingsError, match=r"^--mode nosuch: no such metric in both runs \(compared: val_loss\)$"):
         compare_runs(a, b, modes={"nosuch": "max"})
     assert compare_runs(a, b, modes={"val_loss": "min", "*": "max"}).metrics[0].mode == "min"
+
+
+def test_skipped_lines_of_a_run_are_noted(tmp_path: Path) -> None:
+    for name, lines in (("a", ['{"step": 1, "loss": 1.0}', "garbage", '{"step": 2, "loss": 0.9}']),
+                        ("b", ['{"step": 1, "loss": 1.0}', '{"step": 2, "loss": 0.95}'])):  # fmt: skip
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(cli, ["compare", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert f"Run A: {tmp_path / 'a' / 'metrics.jsonl'}:2: not a JSON object, skipped." in result.output
