@@ -166,6 +166,16 @@ def test_hidden_differences_are_searched_when_asked(tmp_path: Path, how: str) ->
     assert summary["culprits"] == [["num_workers"]]
 
 
+def test_a_spent_budget_is_a_partial_answer_with_exit_1(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0 + 0.5 * (lr < 0.01) + 0.5 * use_ln", "noise": 0.2})
+    code, summary, output = run_search(root, "--max-runs", "6")
+    assert code == 1, output
+    assert summary["complete"] is False and summary["runs"] <= 6
+    report = (root / "out" / "report.md").read_text()
+    assert "**Partial report.**" in report
+    assert f"bisect-runs search --project {root / 'bisect.yaml'} --resume\n" in report  # without --max-runs 6
+
+
 def test_resume_after_kill_runs_nothing_twice(tmp_path: Path) -> None:
     counter = tmp_path / "starts.log"
     fake = {"value": "1.0 + (lr < 0.01)", "noise": 0.15, "sleep": 0.6, "counter": str(counter)}

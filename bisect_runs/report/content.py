@@ -599,7 +599,8 @@ def reproduce_section(record: SearchRecord, environment: dict[str, Any] | None =
     return {
         "search": command_text(words),
         "report": command_text(["bisect-runs", "report", out_rel]),
-        "resume": command_text([*words, "--resume"]),
+        "resume": command_text([*(_without_budgets(words) if record.summary else words), "--resume"]),
+        "budget_stop": record.summary is not None and not record.complete,
         "good": s.get("good"),
         "bad": s.get("bad"),
         "seeds": sorted({t.seed for t in record.trials}),
@@ -610,6 +611,20 @@ def reproduce_section(record: SearchRecord, environment: dict[str, Any] | None =
         "statistics": STATISTICS,
         "trials": examples,
     }
+
+
+def _without_budgets(words: list[str]) -> list[str]:
+    """The command without --max-runs/--max-hours: a search that used its budget up continues without it."""
+    out: list[str] = []
+    skip = False
+    for w in words:
+        if skip:
+            skip = False
+        elif w in ("--max-runs", "--max-hours"):
+            skip = True
+        elif not w.startswith(("--max-runs=", "--max-hours=")):
+            out.append(w)
+    return out
 
 
 def _split(command: Any) -> list[str]:

@@ -143,7 +143,8 @@ def _reproduce(c: dict[str, Any]) -> list[str]:
     lines = ["## How to reproduce", ""]
     where = f" from `{r['cwd']}`" if r.get("cwd") else ""
     if c["status"] != "complete":
-        lines += [f"Continue the search where it stopped{where} (finished trials are not rerun):", "", "```sh", r["resume"], "```", ""]
+        how = " without the budget that stopped it (or with a larger one)" if r.get("budget_stop") else ""
+        lines += [f"Continue the search where it stopped{where}{how} (finished trials are not rerun):", "", "```sh", r["resume"], "```", ""]
         where = ""
     lines += [f"Rerun the whole search{where} (same trials, same seeds; finished ones are reused with `--resume`):", "", "```sh", r["search"], "```", ""]
     lines += ["Regenerate this page without running anything:", "", "```sh", r["report"], "```", ""]
