@@ -425,17 +425,11 @@ def _state(key: str | None, from_default: bool) -> str:
 
 
 def _unshadowed(keys: list[str], values: dict[str, Any], other: list[str]) -> list[str]:
-    """Drop an empty section (`sched: {}`) where the other side has keys inside it (`sched.kind`):
-    those keys' own rows say what differs; "sched absent -> {}" would be a false row."""
-    prefixes = {k.split("[", 1)[0].rsplit(".", 1)[0] for k in other} | {k.split("[", 1)[0] for k in other if "[" in k}
-    inside = {p for key in prefixes for p in _ancestors(key)}
-    return [k for k in keys if not (values[k] in ({}, []) and k in inside)]
-
-
-def _ancestors(key: str) -> list[str]:
-    """`a.b.c` -> [`a`, `a.b`, `a.b.c`]."""
-    parts = key.split(".")
-    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+    """Drop an empty section (`sched: {}`) where the other side has plain keys right inside it
+    (`sched.kind`): their own rows say what differs, and reverting them leaves `sched: {}`.
+    Deeper or list contents keep the row: reverting them would leave `{sub: {}}` or `[{}]`."""
+    parents = {k.rsplit(".", 1)[0] for k in other if "." in k and "[" not in k}
+    return [k for k in keys if not (values[k] == {} and k in parents)]
 
 
 # -- factors -------------------------------------------------------------------------------

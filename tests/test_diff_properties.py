@@ -59,11 +59,10 @@ def test_applying_every_difference_to_a_gives_b(a: dict[str, Any], b: dict[str, 
 
 
 def _unfilled(flat: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
-    """Without empty sections the other config fills (`model: {}` against `model.lr`): not a difference."""
-    def filled(key: str) -> bool:
-        return any(o.startswith(key + ".") or o.startswith(key + "[") for o in other)
-
-    return {k: v for k, v in flat.items() if not (v in ({}, []) and filled(k))}
+    """Without empty sections the other config fills with plain keys (`model: {}` against
+    `model.lr`): not a difference of their own."""
+    parents = {k.rsplit(".", 1)[0] for k in other if "." in k and "[" not in k}
+    return {k: v for k, v in flat.items() if not (v == {} and k in parents)}
 
 
 @settings(max_examples=100, deadline=None)

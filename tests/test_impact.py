@@ -89,6 +89,9 @@ def test_leaf_and_squash() -> None:
         ("logdir", "runtime", True),
         ("data.cache_dir", "runtime", True),
         ("checkpoint_path", "runtime", True),
+        ("dataset_url", "runtime", True),
+        ("profile", "runtime", True),
+        ("dropout_during_eval", "regularization", False),  # "uri" inside a word is not a URI
     ],
 )
 def test_rule_categories(rules, key: str, category: str, weight_is_zero: bool) -> None:
