@@ -259,10 +259,22 @@ def _write_directory(base: LoadedConfig, new: dict[str, Any], dest: Path) -> Pat
                 f"{base.source}: '{stem}' must stay a mapping (a file of the directory)"
             )
         if part is None:
-            write_atomic(target / f"{stem}.yaml", dump_yaml(value))
+            write_atomic(_file_inside(target, f"{stem}.yaml", base.source, stem), dump_yaml(value))
         else:
             _write(part, value, target)
     return target
+
+
+def _file_inside(target: Path, name: str, source: str, key: Any) -> Path:
+    """`target / name`, refused unless it is a plain file name that stays inside `target`."""
+    path = target / name
+    plain = name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+    if not plain or not path.resolve().is_relative_to(target.resolve()):
+        raise ConfigError(
+            f"{source}: key {key!r} cannot be written as a file of the directory config "
+            "(a key that becomes a file name may not hold '/', '\\' or be '..')"
+        )
+    return path
 
 
 _WRITERS: dict[str, Callable[[LoadedConfig, dict[str, Any], Path], Path]] = {
