@@ -16,8 +16,14 @@ from typing import Any, TypeVar
 import click
 
 from bisect_runs.errors import BisectError
+from bisect_runs.escaping import terminal
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _echo(text: str, *, err: bool = False, nl: bool = True, json: bool = False) -> None:
+    """Print with control characters spelled out: config text never drives the terminal."""
+    click.echo(terminal(text, json=json), err=err, nl=nl)
 
 
 class _Group(click.Group):
@@ -35,12 +41,12 @@ class _Group(click.Group):
         except BisectError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            _echo(f"Error: {exc}", err=True)
             ctx.exit(2)
         except click.UsageError as exc:  # a bad flag value: one line too, not usage + hint + error
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"Error: {exc.format_message()}", err=True)
+            _echo(f"Error: {exc.format_message()}", err=True)
             ctx.exit(exc.exit_code)
 
 
@@ -91,8 +97,8 @@ def diff_command(ctx: click.Context, a: str, b: str, fmt: str, show_all: bool, i
     )
     result = diff_configs(load_config(a, format_a), load_config(b, format_b), options)
     for warning in result.warnings:
-        click.echo(f"Warning: {warning}", err=True)
-    click.echo(render(result, fmt.lower(), show_all=show_all), nl=False)
+        _echo(f"Warning: {warning}", err=True)
+    _echo(render(result, fmt.lower(), show_all=show_all), nl=False, json=fmt == "json")
     ctx.exit(0 if result.identical else 1)
 
 
@@ -156,10 +162,10 @@ def search_command(good_bad: tuple[str, ...], project: str | None, quiet: bool, 
         else:
             invocation = click.get_current_context().meta.get("bisect_runs.argv")
             result = Search(settings, progress=progress, invocation=invocation).run()
-    click.echo(result.verdict)
+    _echo(result.verdict)
     if not quiet:
         out = settings.path(settings.out)
-        click.echo(f"{result.runs} runs in {result.rounds} rounds; summary: {out}/summary.json")
+        _echo(f"{result.runs} runs in {result.rounds} rounds; summary: {out}/summary.json")
     sys.exit(result.exit_code)
 
 
@@ -174,7 +180,7 @@ def _interrupts_as_exit() -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        click.echo("Interrupted: finished trials are in the journal; rerun with --resume.", err=True)
+        _echo("Interrupted: finished trials are in the journal; rerun with --resume.", err=True)
         sys.exit(130)
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -208,14 +214,14 @@ def compare_command(run_a: str, run_b: str, modes: tuple[str, ...], window: str 
         if figures.available():
             plot_comparison(comparison, a, b, Path(plot_dir), steps)
         else:
-            click.echo("Plots skipped: matplotlib is not installed (pip install 'bisect-runs[report]').", err=True)
+            _echo("Plots skipped: matplotlib is not installed (pip install 'bisect-runs[report]').", err=True)
     base = Path(output).parent if output else Path.cwd()
     text = render(comparison, fmt, base=base)
     if output:
         write_text_atomic(Path(output), text)
-        click.echo(f"Wrote {output}", err=True)
+        _echo(f"Wrote {output}", err=True)
     else:
-        click.echo(text, nl=False)
+        _echo(text, nl=False, json=fmt == "json")
 
 
 
@@ -228,7 +234,7 @@ def report_command(out_dir: str, fmt: str, no_figures: bool) -> None:
     from bisect_runs.report import write_report
 
     path = write_report(out_dir, fmt=fmt, figures=not no_figures)
-    click.echo(f"Wrote {path}")
+    _echo(f"Wrote {path}")
 
 
 JUDGE_ABORT = 128  # `git bisect run` stops on exit codes above 127; 1-127 (but 125) would mean "bad"
@@ -280,9 +286,9 @@ def judge_command(good_value: tuple[float, ...], bad_value: tuple[float, ...], p
         with _interrupts_as_exit():
             result = judge_checkout(settings, list(good_value), list(bad_value), progress=progress)
     except BisectError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        _echo(f"Error: {exc}", err=True)
         sys.exit(JUDGE_ABORT)
-    click.echo(result.verdict if quiet else f"{result.sha[:10]} {result.verdict}")
+    _echo(result.verdict if quiet else f"{result.sha[:10]} {result.verdict}")
     sys.exit(result.exit_code)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from bisect_runs.errors import SettingsError
+from bisect_runs.escaping import markdown
 from bisect_runs.runs import History, Run, read_run
 
 FORMATS = ("table", "markdown", "json")
@@ -326,7 +327,7 @@ def render_markdown(cmp: Comparison, base: Path | None = None) -> str:
         for name, png in cmp.plots.items():
             rel = _relative(Path(png), base)
             lines += [f"![{name}: A vs B by step]({rel})", ""]
-    return "\n".join(lines).rstrip() + "\n"
+    return markdown("\n".join(lines).rstrip() + "\n")
 
 
 def _footer(cmp: Comparison) -> str:

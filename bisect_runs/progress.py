@@ -11,6 +11,7 @@ import threading
 import time
 from typing import TextIO
 
+from bisect_runs.escaping import terminal
 from bisect_runs.trials import OK, Outcome, Trial
 
 LEVELS = ("quiet", "normal", "verbose")
@@ -106,7 +107,7 @@ class Progress:
     def _line(self, text: str) -> None:
         with self._lock:
             prefix = "\r" + _CLEAR if self._shown else ""
-            self.stream.write(prefix + text + "\n")
+            self.stream.write(prefix + terminal(text) + "\n")
             self.stream.flush()
 
 

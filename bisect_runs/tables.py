@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 
 from bisect_runs.diff import Difference, DiffResult, Factor
+from bisect_runs.escaping import markdown
 from bisect_runs.normalize import value_text
 from bisect_runs.sources import LoadedConfig
 
@@ -155,7 +156,7 @@ def render_markdown(result: DiffResult, *, show_all: bool = False) -> str:
     footer = _hidden_note(hidden(result, show_all=show_all), "`")
     if footer:
         lines += ["", footer.replace("--all", "`--all`")]
-    return "\n".join(lines) + "\n"
+    return markdown("\n".join(lines) + "\n")
 
 
 def _markdown_row(r: Row) -> str:

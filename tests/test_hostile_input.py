@@ -42,3 +42,68 @@ def test_a_key_that_would_be_written_outside_the_trial_is_an_error(tmp_path: Pat
     assert len(output.strip().splitlines()) == 1
     assert not victim.with_suffix(".yaml").exists()
     assert not list(tmp_path.rglob("bisect.yaml"))
+
+
+# -- 3: no escape code reaches a terminal, no raw HTML a Markdown page ----------------------
+
+HOSTILE_KEY = "title\x1b]0;owned\x07"
+HOSTILE_VALUE = "\x1b[2J\rfine <img src=x onerror=alert(1)> `x` <b>"
+
+
+def hostile_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """Two configs whose keys and values carry escape codes, a carriage return and HTML."""
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"lr": 0.1, HOSTILE_KEY: "plain", "note": "x"}))
+    b.write_text(json.dumps({"lr": 0.2, HOSTILE_KEY: HOSTILE_VALUE, "note": "<script>alert(1)</script>"}))
+    return a, b
+
+
+def without_code(markdown_text: str) -> str:
+    """The text of a Markdown page outside its code spans (the spans themselves are shown literally)."""
+    import re
+
+    return re.sub(r"(`+)(?:(?!\1).)*?\1", "", markdown_text)
+
+
+def test_control_characters_are_printed_escaped(tmp_path: Path) -> None:
+    a, b = hostile_pair(tmp_path)
+    code, output = invoke("diff", "--all", str(a), str(b))
+    assert code == 1, output
+    assert "\x1b" not in output and "\r" not in output and "\x07" not in output
+    assert "\\x1b[2J\\x0dfine" in output and "title\\x1b]0;owned\\x07" in output
+    code, output = invoke("diff", str(tmp_path / "gone\x1b[2J.yaml"), str(b))
+    assert (code, output) == (2, f"Error: {tmp_path}/gone\\x1b[2J.yaml: no such file or directory\n")
+
+
+def test_json_output_stays_json_with_c1_controls_escaped(tmp_path: Path) -> None:
+    a, b = hostile_pair(tmp_path)
+    b.write_text(json.dumps({"lr": 0.2, HOSTILE_KEY: "csi\x9b2J"}))
+    code, output = invoke("diff", "--all", "--format", "json", str(a), str(b))
+    assert code == 1 and "\x9b" not in output
+    assert {d["key"]: d["b"] for d in json.loads(output)}[HOSTILE_KEY] == "csi\x9b2J"
+
+
+def test_markdown_diff_has_no_html_outside_code_spans(tmp_path: Path) -> None:
+    a, b = hostile_pair(tmp_path)
+    code, output = invoke("diff", "--all", "--format", "markdown", str(a), str(b))
+    assert code == 1, output
+    assert "\x1b" not in output
+    assert "<" not in without_code(output), output
+    assert "&lt;script>" in output or "`<script>alert(1)</script>`" in output
+
+
+def test_report_of_a_search_has_no_html_or_escape_codes(tmp_path: Path) -> None:
+    fake = {"metric": "loss", "value": "1.0 + (lr < 0.01)", "noise": 0.01}
+    good = {"fake": fake, "lr": 0.02, HOSTILE_KEY: "plain"}
+    bad = {"fake": fake, "lr": 0.001, HOSTILE_KEY: HOSTILE_VALUE}
+    for name, data in (("good", good), ("bad", bad)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(data))
+    out = tmp_path / "out"
+    code, output = invoke("search", str(tmp_path / "good.json"), str(tmp_path / "bad.json"), "--command", COMMAND,
+                          "--metric", "loss", "--mode", "min", "--steps", "5", "--seeds", "2", "--include-all",
+                          "--out", str(out))  # fmt: skip
+    assert code in (0, 1), output
+    assert "\x1b" not in output and "\r" not in output
+    report = (out / "report.md").read_text()
+    assert "\x1b" not in report and "\x07" not in report
+    assert "<" not in without_code(report), [line for line in report.splitlines() if "<" in without_code(line)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bisect_runs.escaping import markdown
 from bisect_runs.report.content import Unit, num
 
 MD_SPECIALS = str.maketrans({"|": "\\|", "\n": " "})
@@ -23,7 +24,7 @@ def render_markdown(c: dict[str, Any]) -> str:
         _reproduce(c),
         _environment(c),
     ]
-    return "\n".join(line for section in sections for line in section).rstrip() + "\n"
+    return markdown("\n".join(line for section in sections for line in section).rstrip() + "\n")
 
 
 def _partial_banner(c: dict[str, Any]) -> list[str]:
