@@ -107,3 +107,42 @@ def test_report_of_a_search_has_no_html_or_escape_codes(tmp_path: Path) -> None:
     report = (out / "report.md").read_text()
     assert "\x1b" not in report and "\x07" not in report
     assert "<" not in without_code(report), [line for line in report.splitlines() if "<" in without_code(line)]
+
+
+# -- 4: a pickle or checkpoint whose list shares itself ----------------------------------
+
+
+def self_sharing(levels: int = 40) -> list[object]:
+    """`a = [a, a]` nested: a few hundred bytes pickled, 2**levels values once expanded."""
+    node: list[object] = [0, 0]
+    for _ in range(levels):
+        node = [node, node]
+    return node
+
+
+def test_a_pickle_sharing_itself_is_refused(tmp_path: Path) -> None:
+    import pickle
+    import time
+
+    bomb = tmp_path / "args.pkl"
+    bomb.write_bytes(pickle.dumps({"lr": 0.1, "layers": self_sharing()}, protocol=4))
+    assert bomb.stat().st_size < 1000
+    (tmp_path / "b.yaml").write_text("lr: 0.2\n")
+    started = time.monotonic()
+    code, output = invoke("diff", str(bomb), str(tmp_path / "b.yaml"))
+    assert (code, output) == (
+        2, f"Error: {bomb}: value expands to more than 1,000,000 entries (a structure sharing itself?); refused\n"
+    )  # fmt: skip
+    assert time.monotonic() - started < 10
+
+
+def test_a_checkpoint_sharing_itself_is_refused(tmp_path: Path) -> None:
+    import torch
+
+    bomb = tmp_path / "last.ckpt"
+    torch.save({"hyper_parameters": {"lr": 0.1, "layers": self_sharing()}}, bomb)
+    (tmp_path / "b.yaml").write_text("lr: 0.2\n")
+    code, output = invoke("diff", str(bomb), str(tmp_path / "b.yaml"))
+    assert (code, output) == (
+        2, f"Error: {bomb}: value expands to more than 1,000,000 entries (a structure sharing itself?); refused\n"
+    )  # fmt: skip
