@@ -60,6 +60,18 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+def _max_config_option(f: F) -> F:
+    """`--max-config-mb`: the size above which a config file is refused unread."""
+
+    def _set(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
+        from bisect_runs.sources.limits import set_max_config_mb
+
+        set_max_config_mb(value)
+
+    return click.option("--max-config-mb", type=float, expose_value=False, callback=_set,
+                        help="Refuse config files larger than this many MB (default 4; env BISECT_RUNS_MAX_CONFIG_MB).")(f)
+
+
 @cli.command("diff")
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="B")
@@ -73,6 +85,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--strict-types", is_flag=True, help="Report a type change with an equal value (3 vs 3.0).")
 @click.option("--format-a", help="Force A's format (yaml, json, toml, dir, wandb, hydra, ...).")
 @click.option("--format-b", help="Force B's format.")
+@_max_config_option
 @click.pass_context
 def diff_command(ctx: click.Context, a: str, b: str, fmt: str, show_all: bool, ignore: tuple[str, ...], alias: tuple[str, ...],
                  defaults_file: str | None, rules_file: str | None, group: tuple[str, ...], strict_types: bool,
@@ -141,6 +154,7 @@ def _pair_option(flag: str, value: str) -> tuple[str, str]:
 @click.option("--project", type=click.Path(dir_okay=False), help="Project file (default ./bisect.yaml).")
 @click.option("-q", "--quiet", is_flag=True, help="Only the verdict.")
 @click.option("-v", "--verbose", is_flag=True, help="Every trial as it starts and ends.")
+@_max_config_option
 def search_command(good_bad: tuple[str, ...], project: str | None, quiet: bool, verbose: bool, **flags: Any) -> None:
     """Find which difference(s) between GOOD and BAD cause the regression."""
     from bisect_runs.progress import Progress

@@ -323,6 +323,9 @@ class Assessment:
     rule: int  # index of the rule that matched (-1: none did)
 
 
+REASON_WIDTH = 160  # characters; the values themselves are in the difference's `a` and `b`
+
+
 def assess(
     rules: Rules,
     key: str,
@@ -347,7 +350,12 @@ def assess(
     else:
         size, reason = measure(rule, noun, a, b)
     score = round(rule.weight * size, 4)
-    return Assessment(rules.level_of(score), score, reason, rule.category, index)
+    return Assessment(rules.level_of(score), score, _short(reason), rule.category, index)
+
+
+def _short(reason: str) -> str:
+    """A reason stays a short text even when it quotes a value of megabytes."""
+    return reason if len(reason) <= REASON_WIDTH else reason[: REASON_WIDTH - 1] + "…"
 
 
 def _one_sided(noun: str, value: Any, *, added: bool) -> tuple[float, str]:

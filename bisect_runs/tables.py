@@ -20,6 +20,7 @@ from bisect_runs.sources import LoadedConfig
 FORMATS = ("table", "markdown", "json", "csv")
 CSV_FIELDS = ("key", "a", "b", "kind", "level", "score", "reason", "category", "factor", "key_a", "key_b", "a_default", "b_default")
 _CELL_WIDTH = 40  # terminal table: longer values are cut with an ellipsis
+_WHY_WIDTH = 160  # terminal table's last column and Markdown cells: a value of megabytes is not printed whole
 _HIDDEN_NAMED = 8  # how many hidden keys the footer names
 
 
@@ -94,7 +95,7 @@ def render_table(result: DiffResult, *, show_all: bool = False) -> str:
         "",
     ]
     table = [("level", "key(s)", "A", "B", "why")]
-    table += [(r.level, ", ".join(r.keys), _cut(r.a), _cut(r.b), r.reason) for r in rows(result, show_all=show_all)]
+    table += [(r.level, _cut(", ".join(r.keys), _WHY_WIDTH), _cut(r.a), _cut(r.b), _cut(r.reason, _WHY_WIDTH)) for r in rows(result, show_all=show_all)]
     if len(table) == 1:
         lines.append("No differences." if result.identical else "No differences that change results.")
     else:
@@ -120,8 +121,8 @@ def source_note(loaded: LoadedConfig) -> str:
     return f" ({'; '.join(notes)})" if notes else ""
 
 
-def _cut(text: str) -> str:
-    return text if len(text) <= _CELL_WIDTH else text[: _CELL_WIDTH - 1] + "…"
+def _cut(text: str, width: int = _CELL_WIDTH) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _hidden_note(left_out: list[Difference], quote: str) -> str:
@@ -161,11 +162,12 @@ def render_markdown(result: DiffResult, *, show_all: bool = False) -> str:
 
 def _markdown_row(r: Row) -> str:
     keys = ", ".join(" -> ".join(_code(part) for part in k.split(" -> ")) for k in r.keys)
-    return "| " + " | ".join([r.level, keys, _value_cell(r.a), _value_cell(r.b), _escape(r.reason)]) + " |"
+    return "| " + " | ".join([r.level, keys, _value_cell(r.a), _value_cell(r.b), _escape(_cut(r.reason, _WHY_WIDTH))]) + " |"
 
 
 def _value_cell(text: str) -> str:
     """Values in code spans; "absent ..." stays prose."""
+    text = _cut(text, _WHY_WIDTH)
     return _escape(text) if text.startswith("absent") else _code(text)
 
 

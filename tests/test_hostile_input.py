@@ -146,3 +146,38 @@ def test_a_checkpoint_sharing_itself_is_refused(tmp_path: Path) -> None:
     assert (code, output) == (
         2, f"Error: {bomb}: value expands to more than 1,000,000 entries (a structure sharing itself?); refused\n"
     )  # fmt: skip
+
+
+# -- 5: size cap on config files, long values cut in tables ------------------------------
+
+
+def test_a_config_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    import time
+
+    big = tmp_path / "big.yaml"
+    big.write_text("lr: 0.1\nnotes: " + "x" * (5 * 1024 * 1024) + "\n")
+    small = tmp_path / "small.yaml"
+    small.write_text("lr: 0.1\nnotes: " + "x" * 3000 + "\n")
+    started = time.monotonic()
+    code, output = invoke("diff", str(big), str(small))
+    assert (code, output) == (2, f"Error: {big}: file too large for a config ({big.stat().st_size:,} bytes; "
+                                 "the limit is 4 MB: raise it with --max-config-mb or BISECT_RUNS_MAX_CONFIG_MB)\n")  # fmt: skip
+    assert time.monotonic() - started < 5
+    code, output = invoke("diff", "--max-config-mb", "0.002", str(small), str(small))
+    assert (code, output) == (2, f"Error: {small}: file too large for a config ({small.stat().st_size:,} bytes; "
+                                 "the limit is 0.002 MB: raise it with --max-config-mb or BISECT_RUNS_MAX_CONFIG_MB)\n")  # fmt: skip
+    code, output = invoke("diff", "--max-config-mb", "0.01", str(small), str(small))
+    assert code == 0 and "No differences." in output, output
+    code, output = invoke("diff", "--max-config-mb", "0", str(small), str(small))
+    assert (code, output) == (2, "Error: --max-config-mb: expected a positive number of megabytes (got 0)\n")
+
+
+def test_long_values_are_cut_in_tables(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("lr: 0.1\nprompt: short\n")
+    b.write_text("lr: 0.1\nprompt: " + "y" * 200_000 + "\n")
+    for fmt in ("table", "markdown"):
+        code, output = invoke("diff", "--all", "--format", fmt, str(a), str(b))
+        assert code == 1, output
+        assert max(len(line) for line in output.splitlines()) < 500, fmt
+        assert "yyy…" in output

@@ -14,6 +14,7 @@ from typing import Any
 from bisect_runs.errors import ConfigError
 from bisect_runs.sources import binary, markup, python, trackers
 from bisect_runs.sources.git import load_git, split_rev_path
+from bisect_runs.sources.limits import max_config_bytes, too_large
 from bisect_runs.sources.loaded import FORMATS, LoadedConfig, SourceProblem
 
 __all__ = ["FORMATS", "LoadedConfig", "load_config", "CONFIG_SUFFIXES"]
@@ -79,7 +80,7 @@ def _load_special_directory(path: Path, fmt: str | None, where: str) -> LoadedCo
     """The directory layouts of Hydra, MLflow and W&B, when present (or forced)."""
     hydra_file = trackers.hydra_config_file(path) if fmt in (None, "hydra") else None
     if hydra_file is not None:
-        loaded = _read_text_format(hydra_file.read_bytes(), hydra_file.name, "hydra", where)
+        loaded = _read_text_format(_read_capped(hydra_file), hydra_file.name, "hydra", where)
         run_dir = hydra_file.parent.parent  # also when the `.hydra` directory itself was given
         loaded.path = run_dir
         loaded.name = run_dir.name
@@ -102,7 +103,7 @@ def _load_special_directory(path: Path, fmt: str | None, where: str) -> LoadedCo
         )
     wandb_file = trackers.wandb_config_file(path) if fmt in (None, "wandb") else None
     if wandb_file is not None:
-        loaded = _read_text_format(wandb_file.read_bytes(), wandb_file.name, "wandb", where)
+        loaded = _read_text_format(_read_capped(wandb_file), wandb_file.name, "wandb", where)
         loaded.path = wandb_file
         loaded.provenance["wandb_run_dir"] = str(path)
         return loaded
@@ -150,9 +151,11 @@ def _load_file(path: Path, fmt: str | None, where: str) -> LoadedConfig:
         with path.open("rb") as handle:
             head = handle.read(_SNIFF_BYTES)
             checkpoint = fmt == "torch" or (fmt is None and _is_checkpoint(head))
-            raw = head if checkpoint else head + handle.read()
+            raw = head if checkpoint else head + handle.read(max(0, max_config_bytes() + 1 - len(head)))
     except OSError as exc:
         raise SourceProblem(f"cannot read ({exc.strerror or exc})") from exc
+    if len(raw) > max_config_bytes():  # checkpoints hold weights: torch reads them, not this
+        raise SourceProblem(too_large(path.stat().st_size if path.is_file() else None))
     if fmt is None and path.name == "config.yaml" and path.parent.name == ".hydra":
         fmt = "hydra"
     if checkpoint:
@@ -161,6 +164,15 @@ def _load_file(path: Path, fmt: str | None, where: str) -> LoadedConfig:
     if loaded.format == "hydra":
         loaded.provenance["hydra_overrides"] = trackers.hydra_overrides(path.parent)
     return loaded
+
+
+def _read_capped(path: Path) -> bytes:
+    """A file's bytes, refused when over the config size limit (read no further than it)."""
+    with path.open("rb") as handle:
+        raw = handle.read(max_config_bytes() + 1)
+    if len(raw) > max_config_bytes():
+        raise SourceProblem(f"{path.name}: {too_large(path.stat().st_size if path.is_file() else None)}")
+    return raw
 
 
 def load_bytes(
