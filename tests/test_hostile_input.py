@@ -181,3 +181,21 @@ def test_long_values_are_cut_in_tables(tmp_path: Path) -> None:
         assert code == 1, output
         assert max(len(line) for line in output.splitlines()) < 500, fmt
         assert "yyy…" in output
+
+
+# -- 6: an integer too long for Python ------------------------------------------------------
+
+
+def test_a_100000_digit_integer_is_one_error_line_in_every_format(tmp_path: Path) -> None:
+    digits = "7" * 100_000
+    texts = {"c.yaml": f"lr: 0.1\nseed: {digits}\n", "c.json": f'{{"lr": 0.1,\n "seed": {digits}}}', "c.toml": f"lr = 0.1\nseed = {digits}\n"}
+    other = tmp_path / "other.yaml"
+    other.write_text("lr: 0.1\n")
+    for name, text in texts.items():
+        path = tmp_path / name
+        path.write_text(text)
+        code, output = invoke("diff", str(path), str(other))
+        assert (code, output) == (
+            2, f"Error: {path}: line 2 (seed): an integer of 100,000 digits, more than the 4,300 Python reads; "
+               "quote it to read it as a string\n",
+        ), name  # fmt: skip

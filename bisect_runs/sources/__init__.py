@@ -8,6 +8,8 @@ one `ConfigError` whose message names the source, the place and what was expecte
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +49,33 @@ def load_path(path: Path, fmt: str | None, where: str) -> LoadedConfig:
         raise ConfigError(f"{where}: {exc}") from exc
     except RecursionError as exc:
         raise ConfigError(f"{where}: config nested too deeply") from exc
+    except ValueError as exc:  # YAML, JSON and TOML all give up on a 100,000-digit integer this way
+        if "integer string conversion" not in str(exc):
+            raise
+        raise ConfigError(f"{where}: {_long_integer_problem(path)}") from exc
     except OSError as exc:  # e.g. a directory that cannot be listed
         name = f" {exc.filename}" if exc.filename and str(exc.filename) != str(path) else ""
         raise ConfigError(f"{where}: cannot read{name} ({exc.strerror or exc})") from exc
+
+
+_KEY_BEFORE = re.compile(r"""["']?([^\s"':=]+)["']?\s*[:=]\s*[-+]?$""")
+
+
+def _long_integer_problem(path: Path) -> str:
+    """Where an integer too long for Python to read sits: line and key, when the file shows them."""
+    limit = sys.get_int_max_str_digits()
+    text = _read_capped(path).decode("utf-8", errors="replace") if path.is_file() else ""
+    found = re.search(rf"\d{{{limit + 1},}}", text)
+    if found is None:
+        return f"an integer of more than {limit:,} digits; quote it to read it as a string"
+    line_start = text.rfind("\n", 0, found.start()) + 1
+    line = text.count("\n", 0, found.start()) + 1
+    key = _KEY_BEFORE.search(text[line_start : found.start()].strip())
+    named = f" ({key.group(1)})" if key else ""
+    return (
+        f"line {line}{named}: an integer of {len(found.group()):,} digits, more than the {limit:,} "
+        "Python reads; quote it to read it as a string"
+    )
 
 
 def _load_directory(path: Path, fmt: str | None, where: str) -> LoadedConfig:
