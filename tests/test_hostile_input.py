@@ -199,3 +199,47 @@ def test_a_100000_digit_integer_is_one_error_line_in_every_format(tmp_path: Path
             2, f"Error: {path}: line 2 (seed): an integer of 100,000 digits, more than the 4,300 Python reads; "
                "quote it to read it as a string\n",
         ), name  # fmt: skip
+
+
+# -- 7: directory configs: links and special files ------------------------------------------
+
+
+def config_dir(tmp_path: Path) -> Path:
+    """A directory config of one file, for the tests to add odd entries to."""
+    good = tmp_path / "good"
+    (good / "model").mkdir(parents=True)
+    (good / "optim.yaml").write_text("lr: 0.1\n")
+    (good / "model" / "net.yaml").write_text("width: 8\n")
+    return good
+
+
+def test_links_out_of_or_around_a_directory_config_are_refused(tmp_path: Path) -> None:
+    import os
+
+    cases = {
+        "self": lambda d: (d / "model" / "self").symlink_to(d),
+        "zero.yaml": lambda d: (d / "zero.yaml").symlink_to("/dev/zero"),
+        "outside.yaml": lambda d: (d / "outside.yaml").symlink_to(tmp_path / "secret.yaml"),
+        "fifo.yaml": lambda d: os.mkfifo(d / "fifo.yaml"),
+    }
+    expected = {
+        "self": "model/self links back to a directory that holds it (a symlink loop)",
+        "zero.yaml": "zero.yaml links outside the directory (to /dev/zero); links are followed only inside it",
+        "outside.yaml": f"outside.yaml links outside the directory (to {tmp_path / 'secret.yaml'}); links are followed only inside it",
+        "fifo.yaml": "fifo.yaml is not a regular file (only regular files of a directory config are read)",
+    }
+    (tmp_path / "secret.yaml").write_text("token: abc\n")
+    for name, make in cases.items():
+        good = config_dir(tmp_path / name)
+        make(good)
+        code, output = invoke("diff", str(good), str(good))
+        assert (code, output) == (2, f"Error: {good}: {expected[name]}\n"), name
+
+
+def test_links_inside_a_directory_config_are_followed(tmp_path: Path) -> None:
+    good = config_dir(tmp_path)
+    (good / "data.yaml").symlink_to(good / "model" / "net.yaml")
+    (good / "ignored.txt").symlink_to("/dev/zero")  # not a config file: never opened
+    code, output = invoke("diff", "--format", "json", str(good), str(tmp_path / "good" / "optim.yaml"))
+    assert code == 1, output
+    assert {d["key"] for d in json.loads(output)} >= {"data.width"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -140,15 +141,20 @@ def _load_special_directory(path: Path, fmt: str | None, where: str) -> LoadedCo
     return None
 
 
-def _directory_parts(path: Path) -> dict[str, LoadedConfig]:
+def _directory_parts(path: Path, top: Path | None = None, chain: tuple[Path, ...] = ()) -> dict[str, LoadedConfig]:
     """Each config file's contents under its stem; sub-directories of configs nest the same way."""
+    top = top or path
+    chain = (*chain, path.resolve())
     parts: dict[str, LoadedConfig] = {}
     for entry in sorted(path.iterdir()):
         if entry.name.startswith("."):
             continue  # .git, .hydra, editor files
+        if not entry.is_dir() and entry.suffix.lower() not in CONFIG_SUFFIXES:
+            continue  # never opened, so a FIFO or device that is no config file does no harm
+        _check_entry(entry, top, chain)
         part: LoadedConfig | None = None
         if entry.is_dir():
-            sub = _directory_parts(entry)
+            sub = _directory_parts(entry, top, chain)
             if sub:
                 part = LoadedConfig(
                     data={k: p.data for k, p in sub.items()},
@@ -169,6 +175,19 @@ def _directory_parts(path: Path) -> dict[str, LoadedConfig]:
             )
         parts[stem] = part
     return parts
+
+
+def _check_entry(entry: Path, top: Path, chain: tuple[Path, ...]) -> None:
+    """Refuse an entry that links out of the directory, back around it, or is no regular file."""
+    target = entry.resolve()
+    shown = entry.relative_to(top)
+    if entry.is_symlink() and not target.is_relative_to(chain[0]):
+        raise SourceProblem(f"{shown} links outside the directory (to {target}); links are followed only inside it")
+    if target in chain:
+        raise SourceProblem(f"{shown} links back to a directory that holds it (a symlink loop)")
+    mode = target.stat().st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise SourceProblem(f"{shown} is not a regular file (only regular files of a directory config are read)")
 
 
 def _load_file(path: Path, fmt: str | None, where: str) -> LoadedConfig:
