@@ -58,13 +58,13 @@ def open_repo(path: str | Path | None = None) -> Any:
 
 
 def resolve(repo: Any, rev: str) -> str:
-    """The full sha of a revision (branch, tag, `HEAD~3`, short sha)."""
-    import git
+    """The full sha of a revision (branch, tag, `HEAD~3`, short sha, reflog `@{1}`)."""
+    from bisect_runs.sources.git import commit_sha
 
-    try:
-        return str(repo.commit(rev).hexsha)
-    except (git.BadName, git.BadObject, ValueError, git.GitCommandError):
-        raise SettingsError(f"unknown git revision '{rev}' in {repo.working_tree_dir}") from None
+    sha = commit_sha(repo, rev)
+    if sha is None:
+        raise SettingsError(f"unknown git revision '{rev}' in {repo.working_tree_dir}")
+    return sha
 
 
 def first_parent_range(repo: Any, good: str, bad: str) -> list[str]:

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 from trainers import FAKE_TRAINER
@@ -243,3 +244,30 @@ def test_links_inside_a_directory_config_are_followed(tmp_path: Path) -> None:
     code, output = invoke("diff", "--format", "json", str(good), str(tmp_path / "good" / "optim.yaml"))
     assert code == 1, output
     assert {d["key"] for d in json.loads(output)} >= {"data.width"}
+
+
+# -- 8: odd git revisions and paths ----------------------------------------------------------
+
+
+def test_odd_git_revisions_and_paths_are_one_error_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from commit_repos import git, make_repo
+
+    repo = make_repo(tmp_path, commits=2, culprit=1, broken=None)
+    (repo.path / "c.yaml").write_text("lr: 0.1\n")
+    git(repo.path, "add", "c.yaml")
+    git(repo.path, "commit", "-qm", "a config")
+    monkeypatch.chdir(repo.path)
+    expected = {
+        "HEAD:../../../etc/passwd": f"'../../../etc/passwd' is outside the repository ({repo.path})",
+        "HEAD:sub/../../x.yaml": f"'sub/../../x.yaml' is outside the repository ({repo.path})",
+        "@{-1}:c.yaml": "unknown git revision '@{-1}'",
+        "HEAD@{99}:c.yaml": "unknown git revision 'HEAD@{99}'",
+    }
+    for spec, problem in expected.items():
+        assert invoke("diff", spec, "c.yaml") == (2, f"Error: {spec}: {problem}\n"), spec
+    code, output = invoke("diff", "HEAD@{1.year.ago}:c.yaml", "c.yaml")
+    assert (code, output.splitlines()[-1]) == (0, "No differences."), output  # reflog dates are git's to read
+    for rev in ("@{-1}", "HEAD@{99}"):
+        args = ["search", "--repo", str(repo.path), "--command", "true", "--metric", "val_loss", "--steps", "5",
+                "--out", str(tmp_path / "out"), "--good-rev", rev, "--bad-rev", "HEAD"]  # fmt: skip
+        assert invoke(*args) == (2, f"Error: unknown git revision '{rev}' in {repo.path}\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import tempfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -37,11 +38,13 @@ def load_git(
         raise ConfigError(
             f"{spec}: no such file, and the current directory is not in a git repository"
         ) from exc
-    try:
-        commit = repo.commit(rev)
-    except (git.BadName, ValueError, git.GitCommandError) as exc:
-        raise ConfigError(f"{spec}: unknown git revision '{rev}'") from exc
+    sha = commit_sha(repo, rev)
+    if sha is None:
+        raise ConfigError(f"{spec}: unknown git revision '{rev}'")
+    commit = repo.commit(sha)
     repo_path = _repo_relative(repo.working_tree_dir, path)
+    if repo_path is None:
+        raise ConfigError(f"{spec}: '{path}' is outside the repository ({repo.working_tree_dir})")
     try:
         obj = commit.tree / repo_path if repo_path else commit.tree
     except KeyError as exc:
@@ -57,12 +60,26 @@ def load_git(
     return loaded
 
 
-def _repo_relative(root: Any, path: str) -> str:
-    """Git's rule: PATH is from the repo root, unless it starts with ./ or ../ (from the current dir)."""
+def commit_sha(repo: Any, rev: str) -> str | None:
+    """Full sha of any revision git understands (`HEAD~3`, `@{-1}`, `main@{1.week.ago}`); None if none."""
+    import git
+
+    try:
+        out = repo.git.rev_parse("--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
+    except git.GitCommandError:
+        return None
+    return str(out).strip() or None
+
+
+def _repo_relative(root: Any, path: str) -> str | None:
+    """Git's rule: PATH is from the repo root, unless it starts with ./ or ../ (from the current dir); None outside."""
     if path.startswith(("./", "../")) and root:
         absolute = (Path.cwd() / path).resolve()
+        if not absolute.is_relative_to(Path(root).resolve()):
+            return None
         return absolute.relative_to(Path(root).resolve()).as_posix().strip(".")
-    return path.strip("/")
+    inside = posixpath.normpath(path.strip("/"))
+    return None if inside == ".." or inside.startswith("../") else inside.strip(".")
 
 
 def _materialize(obj: Any, target: Path, spec: str) -> None:
