@@ -271,3 +271,16 @@ def test_odd_git_revisions_and_paths_are_one_error_line(tmp_path: Path, monkeypa
         args = ["search", "--repo", str(repo.path), "--command", "true", "--metric", "val_loss", "--steps", "5",
                 "--out", str(tmp_path / "out"), "--good-rev", rev, "--bad-rev", "HEAD"]  # fmt: skip
         assert invoke(*args) == (2, f"Error: unknown git revision '{rev}' in {repo.path}\n")
+
+
+# -- 9: a Python config that assigns a name twice ------------------------------------------
+
+
+def test_a_python_config_assigning_a_name_twice_is_an_error(tmp_path: Path) -> None:
+    config = tmp_path / "train_config.py"
+    config.write_text("batch_size = 12\nlearning_rate = 6e-4\n\nbatch_size = 32\n")
+    code, output = invoke("diff", str(config), str(config))
+    assert (code, output) == (
+        2, f"Error: {config}: line 4: 'batch_size' assigned again (first at line 1); "
+           "a config file sets each name once (which value would the trainer see?)\n",
+    )  # fmt: skip

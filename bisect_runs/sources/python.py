@@ -85,6 +85,12 @@ def _read_assignment(stmt: ast.Assign | ast.AnnAssign, result: PythonConfig) -> 
     if len(targets) != 1 or not isinstance(targets[0], ast.Name):
         raise SourceProblem(f"line {stmt.lineno}: only `name = value` assignments are read")
     name = targets[0].id
+    if name in result.assignments:
+        first = result.assignments[name].stmt_line
+        raise SourceProblem(
+            f"line {stmt.lineno}: '{name}' assigned again (first at line {first}); "
+            "a config file sets each name once (which value would the trainer see?)"
+        )
     value_node = stmt.value
     try:
         result.data[name] = evaluate(value_node, result.data)
