@@ -40,6 +40,7 @@ class Journal:
         self.resume = resume
         self._finished: dict[str, Outcome] = {}
         self._jobs: dict[str, str] = {}
+        self.skipped: list[int] = []  # line numbers of unreadable lines (corrupt JSON, wrong shape)
         self._file: IO[str] | None = None
         self._lock_file: IO[str] | None = None
         self._write_lock = threading.Lock()
@@ -71,8 +72,8 @@ class Journal:
             self._lock_file = None
 
     def _open_journal(self) -> None:
-        entries = _truncate_torn_tail(self.path)
-        trial_lines = [e for e in entries if e.get("event") == "trial"]
+        entries, self.skipped = _truncate_torn_tail(self.path)
+        trial_lines = [e for _, e in entries if e.get("event") == "trial"]
         if trial_lines and not self.resume:
             raise JournalError(
                 f"{self.out_dir} already holds a search ({len(trial_lines)} trials in {JOURNAL_FILE}): "
@@ -80,16 +81,23 @@ class Journal:
             )
         if not self.resume:
             self.path.write_text("", encoding="utf-8")
-        for entry in entries:
+        if not self.resume:
+            self.skipped = []
+        for _, entry in entries:
             self._replay(entry)
         self._file = self.path.open("a", encoding="utf-8")
 
+    def skipped_note(self) -> str | None:
+        """'journal.jsonl: 2 unreadable lines skipped (lines 4, 9); their trials run again', or None."""
+        if not self.skipped:
+            return None
+        lines = ", ".join(map(str, self.skipped[:10])) + (", ..." if len(self.skipped) > 10 else "")
+        noun = "line" if len(self.skipped) == 1 else "lines"
+        return f"{self.path}: {len(self.skipped)} unreadable {noun} skipped ({noun} {lines}); their trials run again"
+
     def _replay(self, entry: dict[str, Any]) -> None:
         if entry.get("event") == "trial":
-            try:
-                outcome = outcome_from_json(entry["outcome"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise JournalError(f"{self.path}: unreadable trial line ({exc})") from None
+            outcome = outcome_from_json(entry["outcome"])  # its shape was checked on reading
             self._jobs.pop(outcome.trial_id, None)  # its job ended: never re-attach to it
             if outcome.finished:
                 self._finished[outcome.trial_id] = outcome
@@ -141,23 +149,39 @@ class Journal:
 def read_journal(out_dir: str | Path) -> list[dict[str, Any]]:
     """Every readable line of a search's journal (a torn last line is skipped); no lock taken."""
     path = Path(out_dir) / JOURNAL_FILE
-    return list(_entries(path.read_text(encoding="utf-8"))) if path.exists() else []
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    return [entry for number, entry in _entries(text) if entry is not None]
 
 
-def _entries(text: str) -> Iterator[dict[str, Any]]:
-    for line in text.splitlines():
+def _entries(text: str) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """(line number, entry) per non-empty line; None for a line that is no JSON object."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
         try:
             entry = json.loads(line)
         except ValueError:
-            continue  # a line torn by a crash mid-write
-        if isinstance(entry, dict):
-            yield entry
+            entry = None  # a line torn by a crash mid-write, or corrupted later
+        yield number, entry if _well_formed(entry) else None
 
 
-def _truncate_torn_tail(path: Path) -> list[dict[str, Any]]:
-    """Read the journal; cut a torn last line so the next append starts on a fresh line."""
+def _well_formed(entry: Any) -> bool:
+    """A JSON object; a trial line also with a trial object and an outcome that reads back."""
+    if not isinstance(entry, dict):
+        return False
+    if entry.get("event") == "trial":
+        try:
+            outcome_from_json(entry["outcome"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return False
+        return isinstance(entry.get("trial"), dict)
+    return entry.get("event") != "submitted" or "trial_id" in entry
+
+
+def _truncate_torn_tail(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[int]]:
+    """Read the journal (numbered entries, numbers of unreadable lines); cut a torn last line so the next append starts on a fresh line."""
     if not path.exists():
-        return []
+        return [], []
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
     if end < len(data):
@@ -165,7 +189,8 @@ def _truncate_torn_tail(path: Path) -> list[dict[str, Any]]:
             f.truncate(end)
             f.flush()
             os.fsync(f.fileno())
-    return list(_entries(data[:end].decode("utf-8", errors="replace")))
+    numbered = list(_entries(data[:end].decode("utf-8", errors="replace")))
+    return [(n, e) for n, e in numbered if e is not None], [n for n, e in numbered if e is None]
 
 
 def _take_lock(out_dir: Path) -> IO[str]:

@@ -284,3 +284,31 @@ def test_a_python_config_assigning_a_name_twice_is_an_error(tmp_path: Path) -> N
         2, f"Error: {config}: line 4: 'batch_size' assigned again (first at line 1); "
            "a config file sets each name once (which value would the trainer see?)\n",
     )  # fmt: skip
+
+
+# -- 13: odd journal lines on --resume -------------------------------------------------------
+
+
+def small_search(tmp_path: Path, *extra: str) -> tuple[int, str]:
+    """A search of two differences (lr matters) with the fake trainer, into tmp_path/out."""
+    fake = {"metric": "loss", "value": "1.0 + (lr < 0.01)", "noise": 0.01}
+    for name, data in (("good", {"fake": fake, "lr": 0.02, "wd": 0.1}), ("bad", {"fake": fake, "lr": 0.001, "wd": 0.2})):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(data))
+    return invoke("search", str(tmp_path / "good.yaml"), str(tmp_path / "bad.yaml"), "--command", COMMAND,
+                  "--metric", "loss", "--mode", "min", "--steps", "5", "--seeds", "2", "--parallel", "2",
+                  "--out", str(tmp_path / "out"), *extra)  # fmt: skip
+
+
+def test_resume_skips_odd_journal_lines_and_says_how_many(tmp_path: Path) -> None:
+    code, output = small_search(tmp_path)
+    assert code == 0, output
+    journal = tmp_path / "out" / "journal.jsonl"
+    lines = journal.read_text().splitlines()
+    trial_at = next(n for n, line in enumerate(lines) if '"event": "trial"' in line)
+    lines[trial_at] = json.dumps({"event": "trial", "trial": {}, "outcome": [1, 2]})  # JSON, wrong shape
+    lines.insert(trial_at + 1, '{"event": "tri\x00al", garbage')
+    journal.write_text("\n".join(lines) + "\n")
+    code, output = small_search(tmp_path, "--resume")
+    assert code == 0, output
+    note = f"Warning: {journal}: 2 unreadable lines skipped (lines {trial_at + 1}, {trial_at + 2}); their trials run again"
+    assert note in output.splitlines(), output

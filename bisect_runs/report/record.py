@@ -123,7 +123,7 @@ def _trials(entries: list[dict[str, Any]], out: Path) -> list[TrialRecord]:
     """Trial lines in first-recorded order; a finished line replaces an interrupted one."""
     by_id: dict[str, TrialRecord] = {}
     for entry in entries:
-        if entry.get("event", "trial") != "trial" or not isinstance(entry.get("trial"), dict):
+        if entry.get("event", "trial") != "trial" or not isinstance(entry.get("trial"), dict) or not isinstance(entry.get("outcome"), dict):
             continue
         record = _trial_record(entry, out)
         previous = by_id.get(record.id)
