@@ -25,7 +25,7 @@ from bisect_runs import stats
 from bisect_runs.errors import SettingsError
 from bisect_runs.executors import get_executor
 from bisect_runs.executors.base import Launch
-from bisect_runs.journal import Journal
+from bisect_runs.journal import Journal, disk_space
 from bisect_runs.progress import Progress
 from bisect_runs.project import Settings
 from bisect_runs.report import write_report
@@ -714,10 +714,11 @@ def run_code_search(settings: Settings, progress: Progress | None = None) -> Sea
     the regression?), then bisects the code with the good config, and reports both parts.
     """
     _require(settings, ("good_rev", "bad_rev"))
-    if settings.config or not (settings.good and settings.bad):
-        config = settings.config or settings.good or settings.bad
-        return CodeSearch(dataclasses.replace(settings, config=config), progress).run()
-    return CombinedSearch(settings, progress).run()
+    with disk_space(settings.path(settings.out) or Path(settings.out)):
+        if settings.config or not (settings.good and settings.bad):
+            config = settings.config or settings.good or settings.bad
+            return CodeSearch(dataclasses.replace(settings, config=config), progress).run()
+        return CombinedSearch(settings, progress).run()
 
 
 class CombinedSearch:
@@ -824,7 +825,8 @@ def judge_checkout(
         if not values and not rev:
             raise SettingsError(f"judge needs the {side} reference: --{side}-value X (repeatable) or --{side}-rev REV")
     judge = Judge(settings, progress)
-    return judge.run(good_values, bad_values)
+    with disk_space(judge.out_dir):
+        return judge.run(good_values, bad_values)
 
 
 class Judge:

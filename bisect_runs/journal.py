@@ -8,9 +8,12 @@ the same OUT_DIR; the kernel releases it when a search dies, even by `kill -9`.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -54,6 +57,10 @@ class Journal:
 
     def open(self) -> None:
         """Take the OUT_DIR lock, replay the journal (with resume) and open it for appending."""
+        with disk_space(self.out_dir):
+            self._open()
+
+    def _open(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = _take_lock(self.out_dir)
         try:
@@ -140,10 +147,48 @@ class Journal:
             raise JournalError(f"{self.path}: the journal is not open")
         line = json.dumps({**entry, "time": round(time.time(), 3)}, default=encode_value, allow_nan=True)
         with self._write_lock:
-            self._file.write(line + "\n")
-            self._file.flush()
-            if sync:
-                os.fsync(self._file.fileno())
+            start = self._file.tell()
+            try:
+                self._file.write(line + "\n")
+                self._file.flush()
+                if sync:
+                    os.fsync(self._file.fileno())
+            except OSError:
+                self._cut_back(start)
+                raise
+
+    def _cut_back(self, size: int) -> None:
+        """After a failed append (disk full), drop whatever part of the line reached the file."""
+        assert self._file is not None
+        with contextlib.suppress(OSError):
+            self._file.close()  # the unwritten rest of the buffer goes nowhere
+        with contextlib.suppress(OSError), self.path.open("r+b") as raw:
+            raw.truncate(size)
+        self._file = self.path.open("a", encoding="utf-8")
+
+
+@contextlib.contextmanager
+def disk_space(out_dir: str | Path) -> Iterator[None]:
+    """A full disk (or quota) while a search writes becomes one JournalError naming OUT_DIR and its free space."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise JournalError(no_space(Path(out_dir))) from exc
+
+
+def no_space(out_dir: Path) -> str:
+    """'OUT: no space left on the device (12 kB free); ...'"""
+    where = next((p for p in (out_dir, *out_dir.parents) if p.exists()), Path("."))
+    try:
+        free = f"{shutil.disk_usage(where).free / 1000:,.0f} kB free"
+    except OSError:
+        free = "free space unknown"
+    return (
+        f"{out_dir}: no space left on the device ({free}); the journal keeps every trial finished so far: "
+        "free some space and rerun with --resume, or choose another --out"
+    )
 
 
 def read_journal(out_dir: str | Path) -> list[dict[str, Any]]:

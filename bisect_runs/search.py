@@ -20,7 +20,7 @@ from typing import Any
 from bisect_runs.diff import DiffOptions, Factor, diff_configs, load_defaults
 from bisect_runs.errors import RunError, SettingsError
 from bisect_runs.executors import get_executor
-from bisect_runs.journal import JOURNAL_FILE, Journal
+from bisect_runs.journal import JOURNAL_FILE, Journal, disk_space
 from bisect_runs.metrics import MetricSpec
 from bisect_runs.progress import Progress
 from bisect_runs.project import Settings, load_project, make_settings
@@ -177,7 +177,8 @@ class Search:
 
     def run(self) -> SearchResult:
         try:
-            return self._run()
+            with disk_space(self.out_dir):
+                return self._run()
         except _NothingRan as exc:  # put the useless journal aside so the next search starts afresh
             journal = self.out_dir / JOURNAL_FILE
             kept = journal.with_name(f"journal-failed-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")

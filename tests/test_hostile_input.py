@@ -312,3 +312,44 @@ def test_resume_skips_odd_journal_lines_and_says_how_many(tmp_path: Path) -> Non
     assert code == 0, output
     note = f"Warning: {journal}: 2 unreadable lines skipped (lines {trial_at + 1}, {trial_at + 2}); their trials run again"
     assert note in output.splitlines(), output
+
+
+# -- 11: a full disk under --out -------------------------------------------------------------
+
+FULL_DISK_SCRIPT = """
+set -u
+mount -t tmpfs -o size=1m tmpfs "$DISK" || exit 77
+head -c 1000000 /dev/zero > "$DISK/fill"
+"$PY" -m bisect_runs.cli search good.yaml bad.yaml --command "$CMD" --metric loss --mode min --steps 5 --seeds 2 --out "$DISK/out"
+echo "first exit $?"
+"$PY" -c 'import json, sys; [json.loads(line) for line in open(sys.argv[1])]; print("journal whole")' "$DISK/out/journal.jsonl"
+rm "$DISK/fill"
+"$PY" -m bisect_runs.cli search good.yaml bad.yaml --command "$CMD" --metric loss --mode min --steps 5 --seeds 2 --out "$DISK/out" --resume -q
+echo "resumed exit $?"
+"""
+
+
+def test_a_full_disk_is_one_error_line_and_the_journal_stays_whole(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to mount a small tmpfs")
+    fake = {"metric": "loss", "value": "1.0 + (lr < 0.01)", "noise": 0.01}
+    for name, data in (("good", {"fake": fake, "lr": 0.02, "wd": 0.1}), ("bad", {"fake": fake, "lr": 0.001, "wd": 0.2})):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(data))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    env = {**os.environ, "DISK": str(disk), "PY": sys.executable, "CMD": COMMAND}
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", FULL_DISK_SCRIPT], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    if done.returncode == 77 or "unshare failed" in done.stderr:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    errors = [line for line in done.stderr.splitlines() if line.startswith(("Error", "Traceback"))]
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith(f"Error: {disk}/out: no space left on the device (") and errors[0].endswith(
+        " kB free); the journal keeps every trial finished so far: free some space and rerun with --resume, or choose another --out"
+    ), errors[0]
+    assert "first exit 2" in done.stdout and "journal whole" in done.stdout, done.stdout + done.stderr
+    assert "resumed exit 0" in done.stdout, done.stdout + done.stderr
