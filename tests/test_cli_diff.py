@@ -145,7 +145,8 @@ def test_alias_warning(tmp_path: Path) -> None:
     [
         ({"a.yaml": "lr: 1\n"}, ["MISSING.yaml"], "Error: MISSING.yaml: no such file or directory"),
         ({"a.yaml": "lr: 1\n", "bad.yaml": "a: 1\nb: [1, 2\n"}, ["bad.yaml"],
-         "Error: bad.yaml: line 3, column 1: expected ',' or ']', but got '<stream end>'"),
+         "Error: bad.yaml: unclosed `[` opened at line 2, column 4; failed at line 3, column 1: "
+         "expected ',' or ']', but got '<stream end>'"),
         ({"a.yaml": "lr: 1\n", "dup.yaml": "a: 1\na: 2\n"}, ["dup.yaml"],
          "Error: dup.yaml: line 2, column 1: duplicate key 'a' (first at line 1)"),
         ({"a.yaml": "lr: 1\n", "list.yaml": "- 1\n- 2\n"}, ["list.yaml"],
