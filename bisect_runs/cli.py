@@ -67,10 +67,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--strict-types", is_flag=True, help="Report a type change with an equal value (3 vs 3.0).")
 @click.option("--format-a", help="Force A's format (yaml, json, toml, dir, wandb, hydra, ...).")
 @click.option("--format-b", help="Force B's format.")
+@click.option("--unchanged", "show_unchanged", is_flag=True, help="Also list the keys equal on both sides.")
+@click.option("--absent-as-empty", is_flag=True, help="Compare a REV:PATH that its revision lacks as an empty config.")
 @click.pass_context
 def diff_command(ctx: click.Context, a: str, b: str, fmt: str, show_all: bool, ignore: tuple[str, ...], alias: tuple[str, ...],
                  defaults_file: str | None, rules_file: str | None, group: tuple[str, ...], strict_types: bool,
-                 format_a: str | None, format_b: str | None) -> None:
+                 format_a: str | None, format_b: str | None, show_unchanged: bool, absent_as_empty: bool) -> None:
     """Impact-ranked differences between config A (good) and B (bad).
 
     Exit status like diff(1): 0 the same, 1 different, 2 error.
@@ -78,7 +80,7 @@ def diff_command(ctx: click.Context, a: str, b: str, fmt: str, show_all: bool, i
     from pathlib import Path
 
     from bisect_runs.diff import DiffOptions, diff_configs, load_defaults
-    from bisect_runs.sources import load_config
+    from bisect_runs.sources import load_config_or_empty
     from bisect_runs.tables import render
 
     options = DiffOptions(
@@ -89,10 +91,12 @@ def diff_command(ctx: click.Context, a: str, b: str, fmt: str, show_all: bool, i
         strict_types=strict_types,
         groups={name: [g for g in globs.split(",") if g] for name, globs in (_pair_option("--group", item) for item in group)},
     )
-    result = diff_configs(load_config(a, format_a), load_config(b, format_b), options)
+    good = load_config_or_empty(a, format_a, absent_as_empty=absent_as_empty)
+    bad = load_config_or_empty(b, format_b, absent_as_empty=absent_as_empty)
+    result = diff_configs(good, bad, options)
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
-    click.echo(render(result, fmt.lower(), show_all=show_all), nl=False)
+    click.echo(render(result, fmt.lower(), show_all=show_all, unchanged=show_unchanged), nl=False)
     ctx.exit(0 if result.identical else 1)
 
 

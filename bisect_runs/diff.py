@@ -122,6 +122,7 @@ class DiffResult:
     differences: list[Difference]  # ranked, most impactful first; includes level "none"
     factors: list[Factor]  # ranked; hidden ("none") differences form factors of level none
     warnings: list[str] = field(default_factory=list)  # e.g. an alias naming keys neither config has
+    unchanged: list[str] = field(default_factory=list)  # keys both sides hold with an equal value (`--unchanged`)
 
     @property
     def identical(self) -> bool:
@@ -148,7 +149,9 @@ def diff_configs(good: LoadedConfig, bad: LoadedConfig, options: DiffOptions | N
         _score(d, rules)
     differences.sort(key=lambda d: (-d.score, LEVELS.index(d.level), order.get(d.flat_key, 0)))
     factors = _factors(differences, options.groups, rules, order)
-    return DiffResult(good, bad, flat_a, flat_b, differences, factors, warnings)
+    differing = {d.key_a for d in differences}
+    unchanged = [k for k, kb in pairing.pairs.items() if k == kb and k not in differing]
+    return DiffResult(good, bad, flat_a, flat_b, differences, factors, warnings, unchanged)
 
 
 def _flatten_source(config: LoadedConfig) -> FlatConfig:
