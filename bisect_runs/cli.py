@@ -126,6 +126,8 @@ def _pair_option(flag: str, value: str) -> tuple[str, str]:
 @click.option("--timeout", type=float, help="Seconds before a trial is killed (timeout outcome).")
 @click.option("--out", help="Output directory (journal, trials, summary, report).")
 @click.option("--resume", is_flag=True, default=None, help="Replay the journal; run only what is missing.")
+@click.option("--resume-changed", is_flag=True, default=None,
+              help="Resume in an OUT_DIR whose search had other steps/metric/mode/command/configs (earlier one kept in previous-N).")
 @click.option("--retries", type=int, help="Reruns of a crashed trial, same seed (default 1).")
 @click.option("--min-effect", type=float, help="Smallest regression worth reporting, in metric units.")
 @click.option("--max-runs", type=int, help="Budget: most trials to run.")

@@ -20,11 +20,11 @@ from typing import Any
 from bisect_runs.diff import DiffOptions, Factor, diff_configs, load_defaults
 from bisect_runs.errors import RunError, SettingsError
 from bisect_runs.executors import get_executor
-from bisect_runs.journal import JOURNAL_FILE, Journal
+from bisect_runs.journal import JOURNAL_FILE, Journal, set_aside
 from bisect_runs.metrics import MetricSpec
 from bisect_runs.progress import Progress
 from bisect_runs.project import Settings, load_project, make_settings
-from bisect_runs.report import write_report
+from bisect_runs.report import FIGURES_DIR, REPORT_FILES, write_report
 from bisect_runs.runner import TrialRunner
 from bisect_runs.sources import load_config
 from bisect_runs.strategies import drive, make_strategy
@@ -187,7 +187,9 @@ class Search:
     def _run(self) -> SearchResult:
         s = self.settings
         executor = get_executor(s.executor, **executor_options(s), **({"cwd": str(self.cwd)} if self.cwd else {}))
-        with executor, Journal(self.out_dir, resume=s.resume) as journal:
+        resume = s.resume or s.resume_changed
+        with executor, Journal(self.out_dir, resume=resume, identity=self.identity(), continue_changed=s.resume_changed) as journal:
+            self.keep_finished(journal.set_aside)
             runner = TrialRunner(
                 self.out_dir, executor, journal, self.write_config, progress=self.progress,
                 base_keys=frozenset(self.diff.flat_b.values), **self.runner_options,
@@ -200,7 +202,6 @@ class Search:
                 factors=[{"name": f.name, "keys": _factor_keys(f)} for f in self.factors],
             )  # fmt: skip
             self.journal = journal
-            (self.out_dir / SUMMARY_FILE).unlink(missing_ok=True)  # a resumed search decides anew
             ctx = self.context(executor.capacity)
             if not self.factors:
                 decision = Decision(False, [], [], "The configs do not differ in any searchable key.")
@@ -212,6 +213,22 @@ class Search:
                 raise
             complete = not ctx.out_of_time and bool(decision.details.get("complete", True))
             return self.finish(decision, runner, complete=complete)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed journal must share (journal.IDENTITY), as its `search` line records them."""
+        s = self.settings
+        return {
+            "good": s.good, "bad": s.bad, "metric": s.metric, "mode": s.mode, "steps": s.steps,
+            "command": s.command, "differences": [d.to_json() for d in self.diff.differences],
+        }  # fmt: skip
+
+    def keep_finished(self, into: Path | None) -> None:
+        """Move an earlier summary and report (a finished or stopped search) into OUT_DIR/previous-N:
+        the search decides anew, and nothing it finished is overwritten or deleted."""
+        kept = set_aside(self.out_dir, (SUMMARY_FILE, *REPORT_FILES.values(), FIGURES_DIR), into)
+        if kept is not None and self.progress is not None:
+            what = "search (journal, trials, summary, report)" if into is not None else "summary and report"
+            self.progress.note(f"the earlier {what} kept in {kept}")
 
     def partial_report(self) -> None:
         """An interrupted search still leaves a report of what finished, marked partial."""

@@ -236,3 +236,43 @@ def test_baseline_strategies_find_a_clear_single_culprit(tmp_path: Path, strateg
     assert code == 0, output
     assert summary["culprits"] == [["lr"]]
     assert summary["strategy"] == strategy
+
+
+def test_resume_with_other_settings_never_destroys_a_finished_search(tmp_path: Path) -> None:
+    """`cp -r out X; search --steps 20 --resume --out X` must stop, not start over in the old journal."""
+    root = project(tmp_path, {"value": "1.0 + (lr < 0.01)", "noise": 0.05})
+    code, first, output = run_search(root)
+    assert code == 0, output
+    copy = root / "copy"
+    shutil.copytree(root / "out", copy)
+    before = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file() and p.name != ".lock"}
+
+    args = ["search", "--project", str(root / "bisect.yaml"), "--out", str(copy), "--resume"]
+    refused = CliRunner().invoke(cli, [*args, "--steps", "20", "--metric", "val_loss"])
+    assert refused.exit_code == 2
+    assert refused.output == (
+        f"Error: {copy} holds another search (steps 10 there, 20 here; metric loss there, val_loss here): "
+        "--resume continues only the same search; choose another --out, or pass --resume-changed to start "
+        f"this one there (the earlier search is kept in {copy / 'previous-N'})\n"
+    )
+    after = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert after == before  # nothing touched
+
+    changed = CliRunner().invoke(cli, [*args[:-1], "--resume-changed", "--steps", "20"])
+    assert changed.exit_code == 0, changed.output
+    kept = copy / "previous-1"
+    assert json.loads((kept / "summary.json").read_text()) == first
+    assert (kept / "report.md").read_bytes() == before[Path("report.md")]
+    assert (kept / "journal.jsonl").read_bytes() == before[Path("journal.jsonl")]
+    assert json.loads((copy / "summary.json").read_text())["steps"] == 20
+    assert all(e["trial"]["steps"] == 20 for e in read_journal(copy) if e.get("event") == "trial")
+
+
+def test_resuming_the_same_finished_search_keeps_its_summary(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0 + (lr < 0.01)", "noise": 0.05})
+    code, first, output = run_search(root)
+    assert code == 0, output
+    code, again, output = run_search(root, "--resume")
+    assert code == 0, output
+    assert json.loads((root / "out" / "previous-1" / "summary.json").read_text()) == first
+    assert again["runs"] == first["runs"] and again["culprits"] == first["culprits"]
