@@ -13,9 +13,10 @@ import math
 import shlex
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from collections.abc import Generator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bisect_runs.diff import DiffOptions, Factor, diff_configs, load_defaults
 from bisect_runs.errors import RunError, SettingsError
@@ -38,6 +39,8 @@ from bisect_runs.strategies.base import (
     SearchContext,
     Strategy,
 )
+from bisect_runs.strategies.calibration import AS_GIVEN, Calibration, calibrate
+from bisect_runs.strategies.evidence import Evidence
 from bisect_runs.trials import OK, Outcome, Trial, check_command, make_trial, trial_paths
 from bisect_runs.variants import ABSENT, apply_changes, write_data, write_variant
 
@@ -113,6 +116,8 @@ class Search:
         self.rounds: list[dict[str, Any]] = []
         self.outcomes: dict[tuple[Point, int], list[Outcome]] = {}
         self.journal: Journal
+        self.held_searched = False  # the held differences joined the search (the control beat B)
+        self.control: dict[str, Any] | None = None  # the exact good config against B, when it ran
 
     # -- points -> trials -------------------------------------------------------------
 
@@ -130,6 +135,9 @@ class Search:
 
     def label(self, point: Point) -> str:
         n = len(self.factors)
+        if self.held_searched and len(point) < n:  # unlike the first phase's A, this A is the config as given
+            missing = sorted(set(range(n)) - point)
+            return AS_GIVEN if not point else "B - {" + ", ".join(self.factors[i].name for i in missing) + "}"
         if not point:
             return "A"
         if len(point) == n:
@@ -212,6 +220,9 @@ class Search:
                 self.partial_report()
                 raise
             complete = not ctx.out_of_time and bool(decision.details.get("complete", True))
+            if complete and not decision.reproduced and len(self.factors) < len(self.diff.factors):
+                decision = self.with_control(decision, runner, ctx)
+                complete = not ctx.out_of_time and bool(decision.details.get("complete", True))
             return self.finish(decision, runner, complete=complete)
 
     def identity(self) -> dict[str, Any]:
@@ -229,6 +240,30 @@ class Search:
         if kept is not None and self.progress is not None:
             what = "search (journal, trials, summary, report)" if into is not None else "summary and report"
             self.progress.note(f"the earlier {what} kept in {kept}")
+
+    def with_control(self, decision: Decision, runner: TrialRunner, ctx: SearchContext) -> Decision:
+        """Run the good config exactly as given against B. When it beats B although the searched A
+        (held differences at B's values) did not, one of the held differences matters: search them too."""
+        searched = self.factors
+        held = [f for f in self.diff.factors if f not in searched]
+        self.factors, self.held_searched = list(self.diff.factors), True
+        wide = self.context(ctx.parallel)
+        wide.runs_used = ctx.runs_used
+        control = cast(Calibration, self.drive(cast(Strategy, _calibration_only(Evidence(wide))), runner, wide))
+        names = ", ".join(f.name for f in held)
+        self.control = _control_json(control, held)
+        if not control.reproduced:
+            self.factors, self.held_searched = searched, False
+            ctx.runs_used = wide.runs_used
+            pairs = control.test.n_a if control.test is not None else 0
+            note = (f" The good config as given, run beside B as a control ({pairs} seeds each), does not beat B "
+                    f"either, so the {len(held)} held difference(s) ({names}) do not hide the regression.")
+            return replace(decision, verdict=decision.verdict + note)
+        second = self.drive(make_strategy(self.settings.strategy, wide), runner, wide)
+        ctx.runs_used, ctx.out_of_time = wide.runs_used, wide.out_of_time
+        why = (f"The good config as given beats B, but A with the {len(held)} difference(s) judged to have no effect held at B's values ({names}) "
+               "did not, so those were searched too.")
+        return replace(second, verdict=f"{why} {second.verdict}")
 
     def partial_report(self) -> None:
         """An interrupted search still leaves a report of what finished, marked partial."""
@@ -273,7 +308,7 @@ class Search:
     def finish(self, decision: Decision, runner: TrialRunner, complete: bool) -> SearchResult:
         verdict = decision.verdict
         held = [f.name for f in self.diff.factors if f not in self.factors]
-        if not decision.reproduced and held:  # maybe one of them matters after all
+        if not decision.reproduced and held and self.control is None:  # budget spent before the control ran
             verdict += (
                 f" {len(held)} difference(s) judged to have no effect were held at B's values in every "
                 f"trial ({', '.join(held)}); --include-all searches them too."
@@ -296,12 +331,31 @@ class Search:
             rounds=len(self.rounds),
             verdict=verdict,
             regression=None if decision.regression is None else _effect_json(decision.regression, names, keys),
-            details={**_jsonable(decision.details), "trial_rounds": self.rounds},
+            details={**_jsonable(decision.details), "trial_rounds": self.rounds,
+                     **({"control": self.control} if self.control is not None else {})},
             complete=complete,
         )
         write_summary(self.out_dir, result)
         write_report(self.out_dir)
         return result
+
+
+def _calibration_only(ev: Evidence) -> Generator[list[Request], list[Observation], Calibration]:
+    """Calibration alone, driven like a strategy: the exact good config (point {}) against B."""
+    return (yield from calibrate(ev, [], first=ev.ctx.seeds))
+
+
+def _control_json(control: Calibration, held: list[Factor]) -> dict[str, Any]:
+    """What summary.json says about the control run of the good config as given."""
+    test = control.test
+    return {
+        "label": AS_GIVEN,
+        "beats_b": control.reproduced,
+        "effect": None if test is None else test.diff,
+        "p_value": None if test is None else test.p,
+        "seeds": 0 if test is None else test.n_a,
+        "held": [f.name for f in held],
+    }
 
 
 class _NothingRan(Exception):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bisect_runs.report.record import SearchRecord, TrialRecord, finite
+from bisect_runs.strategies.calibration import AS_GIVEN
 
 LEVELS = ("critical", "high", "medium", "low", "none")
 RATE_WORDS = ("per", "wer", "cer", "acc", "accuracy", "error", "err", "top1", "top5", "f1")
@@ -129,7 +130,7 @@ def build_content(record: SearchRecord, environment: dict[str, Any] | None) -> d
 def variant_groups(trials: list[TrialRecord]) -> dict[str, list[TrialRecord]]:
     """Trials by variant label: A, B first, then variants in the order they were first run."""
     groups: dict[str, list[TrialRecord]] = {}
-    for label in ("A", "B"):
+    for label in ("A", AS_GIVEN, "B"):
         if any(t.label == label for t in trials):
             groups[label] = []
     for t in trials:
@@ -138,8 +139,10 @@ def variant_groups(trials: list[TrialRecord]) -> dict[str, list[TrialRecord]]:
 
 
 def regression_section(s: dict[str, Any], groups: dict[str, list[TrialRecord]], mode: str, unit: Unit) -> dict[str, Any] | None:
-    """The B-vs-A gap: the search's estimate (positive = B worse), and A's and B's mean ± sd."""
-    a = _ok_values(groups.get("A", []))
+    """The B-vs-A gap: the search's estimate (positive = B worse), and A's and B's mean ± sd.
+
+    Where the good config ran exactly as given (the held differences were searched too), that is A."""
+    a = _ok_values(groups.get(AS_GIVEN) or groups.get("A", []))
     b = _ok_values(groups.get("B", []))
     reg = s.get("regression") if isinstance(s.get("regression"), dict) else None
     out: dict[str, Any] = {

@@ -48,8 +48,21 @@ def _verdict(c: dict[str, Any]) -> list[str]:
         bullets.append(f"- Failed (diverged, crashed or timed out) share of trials: {shown}")
     if details.get("hint"):
         bullets.append(f"- Hint: {details['hint']}")
+    bullets += _control_line(details.get("control"))
     bullets += _part_links(details.get("parts"))
     return lines + (bullets + [""] if bullets else [])
+
+
+def _control_line(control: Any) -> list[str]:
+    """The good config exactly as given, run against B because the searched A did not beat it."""
+    if not isinstance(control, dict):
+        return []
+    held = ", ".join(f"`{_cell(str(name))}`" for name in control.get("held") or [])
+    if control.get("beats_b"):
+        return [f"- Control: the good config exactly as given beat B, but A with the differences judged to have "
+                f"no effect held at B's values ({held}) did not, so those were searched too."]
+    return [f"- Control: the good config exactly as given, run beside B over {control.get('seeds')} seeds, "
+            f"did not beat B either; the held differences ({held}) do not hide a regression."]
 
 
 PART_TITLES = {"config": "Config differences at the bad commit", "code": "Code, bisected with the good config"}
