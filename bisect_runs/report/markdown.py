@@ -53,6 +53,12 @@ def _verdict(c: dict[str, Any]) -> list[str]:
     return lines + (bullets + [""] if bullets else [])
 
 
+def _names_cell(r: dict[str, Any]) -> str:
+    """The factor's keys; a named group is shown by its name first: `learning_rate` (`lrStart`, `lrEnd`)."""
+    names = ", ".join(f"`{k}`" for k in r["names"])
+    return f"`{r['group']}` ({names})" if r.get("group") else names
+
+
 def _control_line(control: Any) -> list[str]:
     """The good config exactly as given, run against B because the searched A did not beat it."""
     if not isinstance(control, dict):
@@ -99,7 +105,7 @@ def _differences(c: dict[str, Any]) -> list[str]:
         frac = r.get("explained_fraction")
         lines.append(
             "| " + " | ".join(_cell(x) for x in (
-                str(r["rank"]), r["level"] or "—", ", ".join(f"`{k}`" for k in r["names"]),
+                str(r["rank"]), r["level"] or "—", _names_cell(r),
                 r["a_text"], r["b_text"], r["reason"] or "", r["effect_text"],
                 "—" if frac is None else f"{frac * 100:.0f} %", _bold_if(r["measured"], r["measured"] == "culprit"),
                 r["prior"],
