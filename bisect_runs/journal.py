@@ -57,6 +57,7 @@ class Journal:
         self.continue_changed = continue_changed
         self.set_aside: Path | None = None  # where an earlier, different search was moved
         self._finished: dict[str, Outcome] = {}
+        self._recorded: set[str] = set()  # every trial with a line, finished or interrupted
         self._jobs: dict[str, str] = {}
         self._file: IO[str] | None = None
         self._lock_file: IO[str] | None = None
@@ -118,6 +119,7 @@ class Journal:
             except (KeyError, TypeError, ValueError) as exc:
                 raise JournalError(f"{self.path}: unreadable trial line ({exc})") from None
             self._jobs.pop(outcome.trial_id, None)  # its job ended: never re-attach to it
+            self._recorded.add(outcome.trial_id)
             if outcome.finished:
                 self._finished[outcome.trial_id] = outcome
         elif entry.get("event") == "submitted" and entry.get("job_id"):
@@ -136,11 +138,16 @@ class Journal:
     def finished_ids(self) -> set[str]:
         return set(self._finished)
 
+    def recorded_ids(self) -> set[str]:
+        """Every trial the journal has a line for: what a search's `runs` counts, here and in the report."""
+        return set(self._recorded)
+
     # -- writes ---------------------------------------------------------------------------
 
     def record(self, trial: Trial, outcome: Outcome) -> None:
         """Append a trial line (flushed and fsynced); interrupted ones are kept but run again."""
         self._append({"event": "trial", "trial": trial_to_json(trial), "outcome": outcome_to_json(outcome)}, sync=True)
+        self._recorded.add(trial.id)
         if outcome.finished:
             self._finished[trial.id] = outcome
         self._jobs.pop(trial.id, None)

@@ -327,7 +327,7 @@ class Search:
             factors=[{"name": n, "keys": k} for n, k in zip(names, keys, strict=True)],
             culprits=[[key for i in c for key in keys[i]] for c in decision.culprits],
             effects=[_effect_json(e, names, keys) for e in decision.effects],
-            runs=runner.runs,
+            runs=len(self.journal.recorded_ids()),  # also trials an earlier strategy ran before a --resume
             rounds=len(self.rounds),
             verdict=verdict,
             regression=None if decision.regression is None else _effect_json(decision.regression, names, keys),

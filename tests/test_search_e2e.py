@@ -306,3 +306,16 @@ def test_not_reproduced_only_when_the_good_config_as_given_does_not_beat_b(tmp_p
     assert "The good config as given, run beside B as a control" in summary["verdict"]
     assert "does not beat B either, so the 1 held difference(s) (num_workers) do not hide the regression." in summary["verdict"]
     assert summary["details"]["control"]["beats_b"] is False
+
+
+def test_after_a_resume_under_another_strategy_every_output_counts_the_same_runs(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0 + (lr < 0.01)", "noise": 0.05}, strategy="oat")
+    code, first, output = run_search(root)
+    assert code == 0, output
+    code, summary, output = run_search(root, "--resume", "--strategy", "ddmin")
+    assert code == 0, output
+    trials = {e["trial"]["id"] for e in read_journal(root / "out") if e.get("event") == "trial"}
+    assert summary["runs"] == len(trials) >= first["runs"]
+    assert f"{summary['runs']} runs in {summary['rounds']} rounds; summary:" in output
+    report = (root / "out" / "report.md").read_text()
+    assert f"{summary['runs']} trials in {summary['rounds']} rounds" in report
