@@ -86,10 +86,12 @@ def _max_config_option(f: F) -> F:
 @click.option("--format-a", help="Force A's format (yaml, json, toml, dir, wandb, hydra, ...).")
 @click.option("--format-b", help="Force B's format.")
 @_max_config_option
+@click.option("--unchanged", "show_unchanged", is_flag=True, help="Also list the keys equal on both sides.")
+@click.option("--absent-as-empty", is_flag=True, help="Compare a REV:PATH that its revision lacks as an empty config.")
 @click.pass_context
 def diff_command(ctx: click.Context, a: str, b: str, fmt: str, show_all: bool, ignore: tuple[str, ...], alias: tuple[str, ...],
                  defaults_file: str | None, rules_file: str | None, group: tuple[str, ...], strict_types: bool,
-                 format_a: str | None, format_b: str | None) -> None:
+                 format_a: str | None, format_b: str | None, show_unchanged: bool, absent_as_empty: bool) -> None:
     """Impact-ranked differences between config A (good) and B (bad).
 
     Exit status like diff(1): 0 the same, 1 different, 2 error.
@@ -97,7 +99,7 @@ def diff_command(ctx: click.Context, a: str, b: str, fmt: str, show_all: bool, i
     from pathlib import Path
 
     from bisect_runs.diff import DiffOptions, diff_configs, load_defaults
-    from bisect_runs.sources import load_config
+    from bisect_runs.sources import load_config_or_empty
     from bisect_runs.tables import render
 
     options = DiffOptions(
@@ -108,10 +110,12 @@ def diff_command(ctx: click.Context, a: str, b: str, fmt: str, show_all: bool, i
         strict_types=strict_types,
         groups={name: [g for g in globs.split(",") if g] for name, globs in (_pair_option("--group", item) for item in group)},
     )
-    result = diff_configs(load_config(a, format_a), load_config(b, format_b), options)
+    good = load_config_or_empty(a, format_a, absent_as_empty=absent_as_empty)
+    bad = load_config_or_empty(b, format_b, absent_as_empty=absent_as_empty)
+    result = diff_configs(good, bad, options)
     for warning in result.warnings:
         _echo(f"Warning: {warning}", err=True)
-    _echo(render(result, fmt.lower(), show_all=show_all), nl=False, json=fmt == "json")
+    _echo(render(result, fmt.lower(), show_all=show_all, unchanged=show_unchanged), nl=False, json=fmt == "json")
     ctx.exit(0 if result.identical else 1)
 
 
@@ -141,6 +145,8 @@ def _pair_option(flag: str, value: str) -> tuple[str, str]:
 @click.option("--timeout", type=float, help="Seconds before a trial is killed (timeout outcome).")
 @click.option("--out", help="Output directory (journal, trials, summary, report).")
 @click.option("--resume", is_flag=True, default=None, help="Replay the journal; run only what is missing.")
+@click.option("--resume-changed", is_flag=True, default=None,
+              help="Resume in an OUT_DIR whose search had other steps/metric/mode/command/configs (earlier one kept in previous-N).")
 @click.option("--retries", type=int, help="Reruns of a crashed trial, same seed (default 1).")
 @click.option("--min-effect", type=float, help="Smallest regression worth reporting, in metric units.")
 @click.option("--max-runs", type=int, help="Budget: most trials to run.")

@@ -13,6 +13,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,7 @@ from bisect_runs.normalize import FlatConfig, flatten, value_text, values_equal
 from bisect_runs.sources import LoadedConfig, load_config
 
 KINDS = ("changed", "added", "removed", "type")
-# Values too common to pair two unrelated keys on ("use_amp: false" removed, "bidirectional: false" added).
-_TRIVIAL_WORDS = frozenset({"", "none", "null", "auto", "default", "true", "false", "yes", "no", "on", "off"})
+_CLOSE_SPELLING = 0.8  # difflib ratio of squashed leaf names: `evaleveryn`/`evalevery` pass, `lrstart`/`lrend` do not
 
 
 @dataclass
@@ -122,6 +122,7 @@ class DiffResult:
     differences: list[Difference]  # ranked, most impactful first; includes level "none"
     factors: list[Factor]  # ranked; hidden ("none") differences form factors of level none
     warnings: list[str] = field(default_factory=list)  # e.g. an alias naming keys neither config has
+    unchanged: list[str] = field(default_factory=list)  # keys both sides hold with an equal value (`--unchanged`)
 
     @property
     def identical(self) -> bool:
@@ -148,7 +149,9 @@ def diff_configs(good: LoadedConfig, bad: LoadedConfig, options: DiffOptions | N
         _score(d, rules)
     differences.sort(key=lambda d: (-d.score, LEVELS.index(d.level), order.get(d.flat_key, 0)))
     factors = _factors(differences, options.groups, rules, order)
-    return DiffResult(good, bad, flat_a, flat_b, differences, factors, warnings)
+    differing = {d.key_a for d in differences}
+    unchanged = [k for k, kb in pairing.pairs.items() if k == kb and k not in differing]
+    return DiffResult(good, bad, flat_a, flat_b, differences, factors, warnings, unchanged)
 
 
 def _flatten_source(config: LoadedConfig) -> FlatConfig:
@@ -184,6 +187,7 @@ class _Pairing:
         self.only_b = [k for k in keys_b if k not in in_a]
         self.keys_a, self.keys_b = keys_a, keys_b
         self._paired_b: set[str] = set()
+        self._sections_a, self._sections_b = _sections(keys_a), _sections(keys_b)
 
     def pair(self, key_a: str, key_b: str) -> None:
         self.pairs[key_a] = key_b
@@ -236,6 +240,16 @@ class _Pairing:
     def _synonym_of(self, key: str) -> int | None:
         return self.rules.synonym_set(key)
 
+    def _move_loses(self, key_a: str, key_b: str) -> bool:
+        """Whether pairing keys of two sections would hide a change: A's section stays in B while B's
+        section is new (a new component with its own setting: `encoder.dropout` lost, `decoder.dropout`
+        added), or the reverse. Renamed sections, keys moved between sections both sides have, and
+        top-level keys are moves."""
+        src, dst = parent(key_a), parent(key_b)
+        if src == dst or not src or not dst:
+            return False
+        return (src in self._sections_b) != (dst in self._sections_a)
+
     def _unique_matches(self, label: Callable[[str], Any], prefer_same_section: bool = False) -> None:
         """Pair keys whose label (leaf name, synonym set, ...) is unique among free keys on both sides."""
         by_label_a: dict[Any, list[str]] = defaultdict(list)
@@ -249,7 +263,8 @@ class _Pairing:
         for lab, cands_a in by_label_a.items():
             cands_b = by_label_b.get(lab, [])
             if len(cands_a) == 1 and len(cands_b) == 1:
-                self.pair(cands_a[0], cands_b[0])
+                if not self._move_loses(cands_a[0], cands_b[0]):
+                    self.pair(cands_a[0], cands_b[0])
             elif prefer_same_section and cands_b:
                 self._pair_within_sections(cands_a, cands_b)
 
@@ -266,7 +281,8 @@ class _Pairing:
                 self.pair(ks[0], sections_b[section][0])
 
     def _equal_values(self) -> None:
-        """A removed key and an added key with an equal value: a rename, if the evidence suffices."""
+        """A removed key and an added key with an equal value: a rename only when the names say it is
+        the same setting (`warmup_steps: 500` and `eval_every: 500` stay a removal and an addition)."""
         by_value_b: dict[Any, list[str]] = defaultdict(list)
         for k in self.free_b():
             by_value_b[_value_key(self.values_b[k])].append(k)
@@ -277,22 +293,29 @@ class _Pairing:
             for key_a in keys_a:
                 value = self.values_a[key_a]
                 cands = [k for k in by_value_b.get(vkey, []) if k not in self._paired_b and values_equal(value, self.values_b[k])]
-                related = [k for k in cands if self._related(key_a, k)]
+                related = [k for k in cands if self._related(key_a, k) and not self._move_loses(key_a, k)]
                 if len(related) == 1:
                     self.pair(key_a, related[0])
-                elif not related and len(cands) == 1 and len(keys_a) == 1 and not _trivial(value):
-                    self.pair(key_a, cands[0])
 
     def _related(self, key_a: str, key_b: str) -> bool:
-        """Leaf names that share a meaningful word, contain one another, or are synonyms."""
-        la, lb = leaf(key_a), leaf(key_b)
-        if words(la) & words(lb):
-            return True
-        sa, sb = squash(la), squash(lb)
-        if min(len(sa), len(sb)) >= 3 and (sa in sb or sb in sa):
+        """Leaf names that say it is one setting: the same name, synonyms, or close spellings
+        (`eval_every` / `eval_every_n`); a shared word alone (`warmup_steps`, `max_steps`) is not."""
+        sa, sb = squash(leaf(key_a)), squash(leaf(key_b))
+        if sa == sb or (min(len(sa), len(sb)) >= 4 and SequenceMatcher(None, sa, sb).ratio() >= _CLOSE_SPELLING):
             return True
         syn = self.rules.synonym_set(key_a)
         return syn is not None and syn == self.rules.synonym_set(key_b)
+
+
+def _sections(keys: list[str]) -> set[str]:
+    """Every section (dotted prefix) that holds at least one of the keys."""
+    out: set[str] = set()
+    for key in keys:
+        section = parent(key)
+        while section and section not in out:
+            out.add(section)
+            section = parent(section)
+    return out
 
 
 def _tail(key: str, depth: int) -> str | None:
@@ -307,22 +330,14 @@ def _value_key(value: Any) -> Any:
     """A hashable key under which equal values (3 and 3.0, not true and 1) meet."""
     if value is None or isinstance(value, bool):
         return ("b", value)
-    if isinstance(value, (int, float)):
-        return ("n", "nan" if value != value else float(value))
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return ("n", int(value))  # exact: seeds 1234567890123456 and ...457 do not meet
+    if isinstance(value, float):
+        return ("n", "nan" if value != value else value)
     if isinstance(value, str):
-        return ("s", value.strip().lower())
+        return ("s", value)
     return ("o", value_text(value))
 
-
-def _trivial(value: Any) -> bool:
-    """Values so common that equality alone says nothing about two keys being the same."""
-    if value is None or isinstance(value, bool):
-        return True
-    if isinstance(value, (int, float)):
-        return not math.isfinite(value) or (float(value).is_integer() and abs(value) < 100)
-    if isinstance(value, str):
-        return len(value.strip()) < 3 or value.strip().lower() in _TRIVIAL_WORDS
-    return not value
 
 
 # -- defaults and comparison ---------------------------------------------------------------

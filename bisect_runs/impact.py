@@ -33,6 +33,7 @@ CATEGORIES = (
     "evaluation",
     "numerics",
     "runtime",
+    "unknown",  # no rule recognises the key; ranked by the size of the change alone
 )
 KINDS = ("scale", "count", "probability", "boolean", "choice", "path", "text", "auto")
 LEVELS = ("critical", "high", "medium", "low", "none")
@@ -185,7 +186,7 @@ class Rules:
         return "low"
 
 
-_FALLBACK = Rule(("*",), "architecture", 0.5, "auto", "no rule recognises this key")
+_FALLBACK = Rule(("*",), "unknown", 0.5, "auto", "no rule recognises this key")
 
 
 def load_rules(extra: Path | str | None = None) -> Rules:

@@ -4,6 +4,11 @@ Trial lines are `{"event": "trial", "time": ..., "trial": {...}, "outcome": {...
 with flush + fsync. Other lines record search events (`submitted` job ids, `round`s, ...).
 `OUT_DIR/.lock` is held (fcntl.flock) while the journal is open, so two searches never write
 the same OUT_DIR; the kernel releases it when a search dies, even by `kill -9`.
+
+`--resume` continues only the same search: the settings that decide what a trial means
+(IDENTITY) must match the journal's `search` line. A changed search is started in the same
+OUT_DIR only when asked (`--resume-changed`), and then the earlier journal and trials are moved,
+never deleted, into `OUT_DIR/previous-N/`.
 """
 
 from __future__ import annotations
@@ -32,16 +37,30 @@ from bisect_runs.trials import (
 
 JOURNAL_FILE = "journal.jsonl"
 LOCK_FILE = ".lock"
+TRIALS_DIR = "trials"
+PREVIOUS_PREFIX = "previous-"
+# Settings that change what a trial is or what its number means; "differences" stands for the configs.
+IDENTITY = ("steps", "metric", "mode", "command", "good", "bad", "differences")
 
 
 class Journal:
     """Append-only record of a search's trials; `finished(id)` answers from it without running."""
 
-    def __init__(self, out_dir: str | Path, resume: bool = False) -> None:
+    def __init__(
+        self,
+        out_dir: str | Path,
+        resume: bool = False,
+        identity: dict[str, Any] | None = None,
+        continue_changed: bool = False,
+    ) -> None:
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / JOURNAL_FILE
         self.resume = resume
+        self.identity = identity  # this search's IDENTITY values, checked against the journal's
+        self.continue_changed = continue_changed
+        self.set_aside: Path | None = None  # where an earlier, different search was moved
         self._finished: dict[str, Outcome] = {}
+        self._recorded: set[str] = set()  # every trial with a line, finished or interrupted
         self._jobs: dict[str, str] = {}
         self.skipped: list[int] = []  # line numbers of unreadable lines (corrupt JSON, wrong shape)
         self._file: IO[str] | None = None
@@ -88,8 +107,16 @@ class Journal:
             )
         if not self.resume:
             self.path.write_text("", encoding="utf-8")
-        if not self.resume:
             self.skipped = []
+        elif self.identity is not None and (changed := identity_changes([e for _, e in entries], self.identity)):
+            if not self.continue_changed:
+                raise JournalError(
+                    f"{self.out_dir} holds another search ({'; '.join(changed)}): --resume continues only "
+                    f"the same search; choose another --out, or pass --resume-changed to start this one there "
+                    f"(the earlier search is kept in {self.out_dir / (PREVIOUS_PREFIX + 'N')})"
+                )
+            self.set_aside = set_aside(self.out_dir, (JOURNAL_FILE, TRIALS_DIR))
+            entries, self.skipped = [], []
         for _, entry in entries:
             self._replay(entry)
         self._file = self.path.open("a", encoding="utf-8")
@@ -106,6 +133,7 @@ class Journal:
         if entry.get("event") == "trial":
             outcome = outcome_from_json(entry["outcome"])  # its shape was checked on reading
             self._jobs.pop(outcome.trial_id, None)  # its job ended: never re-attach to it
+            self._recorded.add(outcome.trial_id)
             if outcome.finished:
                 self._finished[outcome.trial_id] = outcome
         elif entry.get("event") == "submitted" and entry.get("job_id"):
@@ -124,11 +152,16 @@ class Journal:
     def finished_ids(self) -> set[str]:
         return set(self._finished)
 
+    def recorded_ids(self) -> set[str]:
+        """Every trial the journal has a line for: what a search's `runs` counts, here and in the report."""
+        return set(self._recorded)
+
     # -- writes ---------------------------------------------------------------------------
 
     def record(self, trial: Trial, outcome: Outcome) -> None:
         """Append a trial line (flushed and fsynced); interrupted ones are kept but run again."""
         self._append({"event": "trial", "trial": trial_to_json(trial), "outcome": outcome_to_json(outcome)}, sync=True)
+        self._recorded.add(trial.id)
         if outcome.finished:
             self._finished[trial.id] = outcome
         self._jobs.pop(trial.id, None)
@@ -189,6 +222,56 @@ def no_space(out_dir: Path) -> str:
         f"{out_dir}: no space left on the device ({free}); the journal keeps every trial finished so far: "
         "free some space and rerun with --resume, or choose another --out"
     )
+
+
+def identity_changes(entries: list[dict[str, Any]], identity: dict[str, Any]) -> list[str]:
+    """What differs between the journal's last `search` line and this search: `steps 200 there, 10000 here`."""
+    recorded = next((e for e in reversed(entries) if e.get("event") == "search"), None)
+    if recorded is None:
+        return []
+    changed = []
+    for name in IDENTITY:
+        if name not in recorded or name not in identity:
+            continue
+        there, here = recorded[name], json.loads(json.dumps(identity[name], default=encode_value))
+        if name == "differences":
+            if (keys := _changed_differences(there, here)):
+                changed.append(f"the configs differ in other keys or values: {', '.join(keys)}")
+        elif there != here:
+            changed.append(f"{name} {_shown(there)} there, {_shown(here)} here")
+    return changed
+
+
+def _changed_differences(there: list[dict[str, Any]], here: list[dict[str, Any]]) -> list[str]:
+    """Keys whose difference (values on both sides) is not the same in both searches."""
+    def pairs(items: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        return {(str(d.get("key")), json.dumps([d.get("a"), d.get("b")], sort_keys=True)) for d in items}
+
+    changed = pairs(there) ^ pairs(here)
+    keys = sorted({k for k, _ in changed})
+    return keys[:5] + ([f"... ({len(keys)} keys)"] if len(keys) > 5 else [])
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return repr(text) if isinstance(value, str) and (" " in text or not text) else str(text)
+
+
+def set_aside(out_dir: Path, names: tuple[str, ...], into: Path | None = None) -> Path | None:
+    """Move the named files and folders of OUT_DIR into `into` (or the next free OUT_DIR/previous-N);
+    None when none of them exists. Nothing is deleted."""
+    present = [out_dir / n for n in names if (out_dir / n).exists()]
+    if not present:
+        return into
+    if into is None:
+        n = 1
+        while (out_dir / f"{PREVIOUS_PREFIX}{n}").exists():
+            n += 1
+        into = out_dir / f"{PREVIOUS_PREFIX}{n}"
+    into.mkdir(parents=True, exist_ok=True)
+    for path in present:
+        path.replace(into / path.name)
+    return into
 
 
 def read_journal(out_dir: str | Path) -> list[dict[str, Any]]:

@@ -2,8 +2,9 @@
 
 `flatten` turns nested data into `optim.lr`-style keys, lists of named dicts into
 `callbacks[name=early_stop].patience`, and remembers each key's path for writing back.
-`values_equal` says whether two values mean the same setting: `1e-5` (a string to
-PyYAML) equals `1.0e-05`, `3 == 3.0`, `yes == true`.
+`values_equal` says whether two values mean the same setting: `3 == 3.0`, integers exactly,
+floats by value. Strings never equal numbers or booleans: whether `1e-5` or `yes` is a number or a
+boolean is decided when the file is read, where quoting is known (sources/yaml_safe.py).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from bisect_runs.errors import ConfigError
 Path_ = tuple[str | int, ...]
 ID_KEYS: tuple[str, ...] = ("name", "id", "type")
 
-_SCI_FLOAT = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+$")
-_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
-_TRUE = frozenset({"true", "yes", "on", "y"})
-_FALSE = frozenset({"false", "no", "off", "n"})
+_EXACT_FLOAT_LIMIT = 2**53  # integer-valued floats up to here are exact
+# Strings a reader would take for a number, boolean or null if shown bare: shown quoted ("3.10").
+_LOOKS_TYPED = re.compile(
+    r"^(?:[-+]?(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?\.inf|\.nan|true|false|yes|no|on|off|null|~)$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -86,11 +89,7 @@ def list_identity(items: list[Any] | tuple[Any, ...]) -> str | None:
 
 
 def canonical(value: Any) -> Any:
-    """One spelling per meaning: '1e-5' -> 1e-05 (float), tuples -> lists; real strings untouched."""
-    if isinstance(value, str):
-        if _SCI_FLOAT.match(value.strip()):
-            return float(value)
-        return value
+    """One spelling per meaning: tuples -> lists; strings untouched (quoting decided their type)."""
     if isinstance(value, (list, tuple)):
         return [canonical(v) for v in value]
     if isinstance(value, Mapping):
@@ -120,52 +119,50 @@ def _strict_equal(a: Any, b: Any) -> bool:
 
 
 def _loose_equal(a: Any, b: Any) -> bool:
-    """Equal by meaning: numbers by value, YAML 1.1 boolean words, numeric strings."""
+    """Equal by meaning: numbers by value (3 == 3.0), booleans and 0/1; a string only equals a string."""
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_loose_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_loose_equal(a[k], b[k]) for k in a)
     if isinstance(a, bool) or isinstance(b, bool):
         return _as_bool(a) is not None and _as_bool(a) == _as_bool(b)
-    na, nb = _as_number(a), _as_number(b)
-    if na is not None and nb is not None and (not isinstance(a, str) or not isinstance(b, str)):
-        return _numbers_equal(na, nb)
+    if _is_number(a) and _is_number(b):
+        return _numbers_equal(a, b)
     if a is None or b is None:
         return a is None and b is None
     return type(a) is type(b) and bool(a == b)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _as_bool(value: Any) -> bool | None:
-    """True/False for booleans, YAML 1.1 boolean words and 0/1; None for anything else."""
+    """True/False for booleans and the numbers 0/1; None for anything else (strings included)."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, str):
-        word = value.strip().lower()
-        return True if word in _TRUE else False if word in _FALSE else None
-    if isinstance(value, (int, float)) and value in (0, 1):
+    if _is_number(value) and value in (0, 1):
         return bool(value)
     return None
 
 
-def _as_number(value: Any) -> int | float | None:
-    """A number, or a string spelling one ('3', '0.5'); None for anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return value
-    if isinstance(value, str) and _NUMBER.match(value.strip()):
-        text = value.strip()
-        return float(text) if any(c in text for c in ".eE") else int(text)
-    return None
-
-
 def _numbers_equal(a: float | int, b: float | int) -> bool:
-    """Exact or within float round-off; NaN equals NaN (the same setting written twice)."""
+    """Integers (and integer-valued floats up to 2**53) exactly; other floats within round-off;
+    NaN equals NaN (the same setting written twice)."""
     if a == b:
         return True
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
+    if _exact(a) or _exact(b):
+        return False
     return math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
+
+
+def _exact(value: float | int) -> bool:
+    """Whether a number is an integer that must compare exactly (a seed, a count, a step)."""
+    if isinstance(value, int):
+        return True
+    return value.is_integer() and abs(value) <= _EXACT_FLOAT_LIMIT
 
 
 def value_text(value: Any, *, max_len: int | None = None) -> str:
@@ -200,5 +197,6 @@ def _text(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_text(v)}" for k, v in value.items()) + "}"
     if isinstance(value, str):
-        return value if value and value.strip() == value and "," not in value else repr(value)
+        plain = value and value.strip() == value and "," not in value and not _LOOKS_TYPED.match(value)
+        return value if plain else repr(value)
     return str(value)

@@ -49,6 +49,7 @@ class Settings:
     timeout: float | None = None
     out: str = "bisect-out"
     resume: bool = False
+    resume_changed: bool = False  # start a search with other settings in an OUT_DIR that holds one
     retries: int = 1
     min_effect: float = 0.0
     max_runs: int | None = None

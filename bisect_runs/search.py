@@ -13,18 +13,19 @@ import math
 import shlex
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from collections.abc import Generator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bisect_runs.diff import DiffOptions, Factor, diff_configs, load_defaults
 from bisect_runs.errors import RunError, SettingsError
 from bisect_runs.executors import get_executor
-from bisect_runs.journal import JOURNAL_FILE, Journal, disk_space
+from bisect_runs.journal import JOURNAL_FILE, Journal, disk_space, set_aside
 from bisect_runs.metrics import MetricSpec
 from bisect_runs.progress import Progress
 from bisect_runs.project import Settings, load_project, make_settings
-from bisect_runs.report import write_report
+from bisect_runs.report import FIGURES_DIR, REPORT_FILES, write_report
 from bisect_runs.runner import TrialRunner
 from bisect_runs.sources import load_config
 from bisect_runs.strategies import drive, make_strategy
@@ -38,6 +39,8 @@ from bisect_runs.strategies.base import (
     SearchContext,
     Strategy,
 )
+from bisect_runs.strategies.calibration import AS_GIVEN, Calibration, calibrate
+from bisect_runs.strategies.evidence import Evidence
 from bisect_runs.trials import OK, Outcome, Trial, check_command, make_trial, trial_paths
 from bisect_runs.variants import ABSENT, apply_changes, write_data, write_variant
 
@@ -113,6 +116,8 @@ class Search:
         self.rounds: list[dict[str, Any]] = []
         self.outcomes: dict[tuple[Point, int], list[Outcome]] = {}
         self.journal: Journal
+        self.held_searched = False  # the held differences joined the search (the control beat B)
+        self.control: dict[str, Any] | None = None  # the exact good config against B, when it ran
 
     # -- points -> trials -------------------------------------------------------------
 
@@ -130,6 +135,9 @@ class Search:
 
     def label(self, point: Point) -> str:
         n = len(self.factors)
+        if self.held_searched and len(point) < n:  # unlike the first phase's A, this A is the config as given
+            missing = sorted(set(range(n)) - point)
+            return AS_GIVEN if not point else "B - {" + ", ".join(self.factors[i].name for i in missing) + "}"
         if not point:
             return "A"
         if len(point) == n:
@@ -188,7 +196,9 @@ class Search:
     def _run(self) -> SearchResult:
         s = self.settings
         executor = get_executor(s.executor, **executor_options(s), **({"cwd": str(self.cwd)} if self.cwd else {}))
-        with executor, Journal(self.out_dir, resume=s.resume) as journal:
+        resume = s.resume or s.resume_changed
+        with executor, Journal(self.out_dir, resume=resume, identity=self.identity(), continue_changed=s.resume_changed) as journal:
+            self.keep_finished(journal.set_aside)
             runner = TrialRunner(
                 self.out_dir, executor, journal, self.write_config, progress=self.progress,
                 base_keys=frozenset(self.diff.flat_b.values), **self.runner_options,
@@ -201,7 +211,6 @@ class Search:
                 factors=[{"name": f.name, "keys": _factor_keys(f)} for f in self.factors],
             )  # fmt: skip
             self.journal = journal
-            (self.out_dir / SUMMARY_FILE).unlink(missing_ok=True)  # a resumed search decides anew
             ctx = self.context(executor.capacity)
             if not self.factors:
                 decision = Decision(False, [], [], "The configs do not differ in any searchable key.")
@@ -212,7 +221,50 @@ class Search:
                 self.partial_report()
                 raise
             complete = not ctx.out_of_time and bool(decision.details.get("complete", True))
+            if complete and not decision.reproduced and len(self.factors) < len(self.diff.factors):
+                decision = self.with_control(decision, runner, ctx)
+                complete = not ctx.out_of_time and bool(decision.details.get("complete", True))
             return self.finish(decision, runner, complete=complete)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed journal must share (journal.IDENTITY), as its `search` line records them."""
+        s = self.settings
+        return {
+            "good": s.good, "bad": s.bad, "metric": s.metric, "mode": s.mode, "steps": s.steps,
+            "command": s.command, "differences": [d.to_json() for d in self.diff.differences],
+        }  # fmt: skip
+
+    def keep_finished(self, into: Path | None) -> None:
+        """Move an earlier summary and report (a finished or stopped search) into OUT_DIR/previous-N:
+        the search decides anew, and nothing it finished is overwritten or deleted."""
+        kept = set_aside(self.out_dir, (SUMMARY_FILE, *REPORT_FILES.values(), FIGURES_DIR), into)
+        if kept is not None and self.progress is not None:
+            what = "search (journal, trials, summary, report)" if into is not None else "summary and report"
+            self.progress.note(f"the earlier {what} kept in {kept}")
+
+    def with_control(self, decision: Decision, runner: TrialRunner, ctx: SearchContext) -> Decision:
+        """Run the good config exactly as given against B. When it beats B although the searched A
+        (held differences at B's values) did not, one of the held differences matters: search them too."""
+        searched = self.factors
+        held = [f for f in self.diff.factors if f not in searched]
+        self.factors, self.held_searched = list(self.diff.factors), True
+        wide = self.context(ctx.parallel)
+        wide.runs_used = ctx.runs_used
+        control = cast(Calibration, self.drive(cast(Strategy, _calibration_only(Evidence(wide))), runner, wide))
+        names = ", ".join(f.name for f in held)
+        self.control = _control_json(control, held)
+        if not control.reproduced:
+            self.factors, self.held_searched = searched, False
+            ctx.runs_used = wide.runs_used
+            pairs = control.test.n_a if control.test is not None else 0
+            note = (f" The good config as given, run beside B as a control ({pairs} seeds each), does not beat B "
+                    f"either, so the {len(held)} held difference(s) ({names}) do not hide the regression.")
+            return replace(decision, verdict=decision.verdict + note)
+        second = self.drive(make_strategy(self.settings.strategy, wide), runner, wide)
+        ctx.runs_used, ctx.out_of_time = wide.runs_used, wide.out_of_time
+        why = (f"The good config as given beats B, but A with the {len(held)} difference(s) judged to have no effect held at B's values ({names}) "
+               "did not, so those were searched too.")
+        return replace(second, verdict=f"{why} {second.verdict}")
 
     def partial_report(self) -> None:
         """An interrupted search still leaves a report of what finished, marked partial."""
@@ -257,7 +309,7 @@ class Search:
     def finish(self, decision: Decision, runner: TrialRunner, complete: bool) -> SearchResult:
         verdict = decision.verdict
         held = [f.name for f in self.diff.factors if f not in self.factors]
-        if not decision.reproduced and held:  # maybe one of them matters after all
+        if not decision.reproduced and held and self.control is None:  # budget spent before the control ran
             verdict += (
                 f" {len(held)} difference(s) judged to have no effect were held at B's values in every "
                 f"trial ({', '.join(held)}); --include-all searches them too."
@@ -276,16 +328,35 @@ class Search:
             factors=[{"name": n, "keys": k} for n, k in zip(names, keys, strict=True)],
             culprits=[[key for i in c for key in keys[i]] for c in decision.culprits],
             effects=[_effect_json(e, names, keys) for e in decision.effects],
-            runs=runner.runs,
+            runs=len(self.journal.recorded_ids()),  # also trials an earlier strategy ran before a --resume
             rounds=len(self.rounds),
             verdict=verdict,
             regression=None if decision.regression is None else _effect_json(decision.regression, names, keys),
-            details={**_jsonable(decision.details), "trial_rounds": self.rounds},
+            details={**_jsonable(decision.details), "trial_rounds": self.rounds,
+                     **({"control": self.control} if self.control is not None else {})},
             complete=complete,
         )
         write_summary(self.out_dir, result)
         write_report(self.out_dir)
         return result
+
+
+def _calibration_only(ev: Evidence) -> Generator[list[Request], list[Observation], Calibration]:
+    """Calibration alone, driven like a strategy: the exact good config (point {}) against B."""
+    return (yield from calibrate(ev, [], first=ev.ctx.seeds))
+
+
+def _control_json(control: Calibration, held: list[Factor]) -> dict[str, Any]:
+    """What summary.json says about the control run of the good config as given."""
+    test = control.test
+    return {
+        "label": AS_GIVEN,
+        "beats_b": control.reproduced,
+        "effect": None if test is None else test.diff,
+        "p_value": None if test is None else test.p,
+        "seeds": 0 if test is None else test.n_a,
+        "held": [f.name for f in held],
+    }
 
 
 class _NothingRan(Exception):

@@ -22,6 +22,7 @@ CSV_FIELDS = ("key", "a", "b", "kind", "level", "score", "reason", "category", "
 _CELL_WIDTH = 40  # terminal table: longer values are cut with an ellipsis
 _WHY_WIDTH = 160  # terminal table's last column and Markdown cells: a value of megabytes is not printed whole
 _HIDDEN_NAMED = 8  # how many hidden keys the footer names
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as the start of a formula
 
 
 @dataclass
@@ -37,12 +38,15 @@ class Row:
     score: float
 
 
-def render(result: DiffResult, fmt: str = "table", *, show_all: bool = False) -> str:
-    """The diff in one of FORMATS, ending with a newline."""
+def render(result: DiffResult, fmt: str = "table", *, show_all: bool = False, unchanged: bool = False) -> str:
+    """The diff in one of FORMATS, ending with a newline; `unchanged` also lists keys equal on both sides."""
     renderers = {"table": render_table, "markdown": render_markdown, "json": render_json, "csv": render_csv}
     if fmt not in renderers:
         raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
-    return renderers[fmt](result, show_all=show_all)
+    text = renderers[fmt](result, show_all=show_all)
+    if unchanged:
+        text = _with_unchanged(text, result, fmt)
+    return text
 
 
 def rows(result: DiffResult, *, show_all: bool = False) -> list[Row]:
@@ -118,6 +122,8 @@ def source_note(loaded: LoadedConfig) -> str:
         notes.append("Hydra overrides: " + " ".join(map(str, prov["hydra_overrides"])))
     if prov.get("checkpoint_key"):
         notes.append(f"checkpoint entry '{prov['checkpoint_key']}'")
+    if prov.get("absent_at_revision"):
+        notes.append("absent at that revision; compared as empty")
     return f" ({'; '.join(notes)})" if notes else ""
 
 
@@ -199,5 +205,69 @@ def render_csv(result: DiffResult, *, show_all: bool = False) -> str:
             item = d.to_json()
             item["a"] = "" if d.key_a is None and not d.a_default else value_text(d.a)
             item["b"] = "" if d.key_b is None and not d.b_default else value_text(d.b)
-            writer.writerow(item)
+            writer.writerow({k: csv_cell(v) for k, v in item.items()})
     return buffer.getvalue()
+
+
+def csv_cell(value: object) -> object:
+    """A cell a spreadsheet will not run: text starting with = + - @ (or tab, CR) gets a leading `'`.
+    Numbers (`-0.5`) stay numbers."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
+
+# -- --unchanged: keys equal on both sides (as `dvc params diff --all` lists them) ----------
+
+
+def unchanged_items(result: DiffResult) -> list[dict[str, object]]:
+    """One JSON object per unchanged key: the value on both sides, kind `unchanged`, level none."""
+    out: list[dict[str, object]] = []
+    for key in result.unchanged:
+        value = _json_safe(result.flat_a.values[key])
+        out.append({"key": key, "a": value, "b": _json_safe(result.flat_b.values[key]), "kind": "unchanged",
+                    "level": "none", "score": 0.0, "reason": "same on both sides", "category": "",
+                    "key_a": key, "key_b": key, "factor": "", "a_default": False, "b_default": False})
+    return out
+
+
+def _json_safe(value: object) -> object:
+    """A value JSON can carry, as the difference objects spell it."""
+    return json.loads(json.dumps(value, default=str)) if _finite(value) else value_text(value)
+
+
+def _finite(value: object) -> bool:
+    try:
+        json.dumps(value, allow_nan=False, default=str)
+    except ValueError:
+        return False
+    return True
+
+
+def _keys(n: int) -> str:
+    return f"{n} key" if n == 1 else f"{n} keys"
+
+
+def _with_unchanged(text: str, result: DiffResult, fmt: str) -> str:
+    """The rendered diff followed by (or, for JSON, extended with) the unchanged keys."""
+    if fmt == "json":
+        return json.dumps(json.loads(text) + unchanged_items(result), indent=2, ensure_ascii=False) + "\n"
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+        for item in unchanged_items(result):
+            item["a"] = item["b"] = value_text(result.flat_a.values[str(item["key"])])
+            writer.writerow({k: csv_cell(v) for k, v in item.items()})
+        return text + buffer.getvalue()
+    rows_ = [(key, value_text(result.flat_a.values[key], max_len=_CELL_WIDTH)) for key in result.unchanged]
+    if fmt == "markdown":
+        body = "\n".join(f"| {_code(k)} | {_value_cell(v)} |" for k, v in rows_)
+        section = f"\n### Unchanged ({_keys(len(rows_))})\n\n| key | A = B |\n|---|---|\n{body}\n" if rows_ else ""
+        return text + section
+    width = max((len(k) for k, _ in rows_), default=0)
+    lines = [f"Unchanged ({_keys(len(rows_))}):"] + [f"  {k.ljust(width)}  {v}" for k, v in rows_]
+    return text + "\n" + "\n".join(lines) + "\n"

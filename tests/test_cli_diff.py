@@ -145,7 +145,8 @@ def test_alias_warning(tmp_path: Path) -> None:
     [
         ({"a.yaml": "lr: 1\n"}, ["MISSING.yaml"], "Error: MISSING.yaml: no such file or directory"),
         ({"a.yaml": "lr: 1\n", "bad.yaml": "a: 1\nb: [1, 2\n"}, ["bad.yaml"],
-         "Error: bad.yaml: line 3, column 1: expected ',' or ']', but got '<stream end>'"),
+         "Error: bad.yaml: unclosed `[` opened at line 2, column 4; failed at line 3, column 1: "
+         "expected ',' or ']', but got '<stream end>'"),
         ({"a.yaml": "lr: 1\n", "dup.yaml": "a: 1\na: 2\n"}, ["dup.yaml"],
          "Error: dup.yaml: line 2, column 1: duplicate key 'a' (first at line 1)"),
         ({"a.yaml": "lr: 1\n", "list.yaml": "- 1\n- 2\n"}, ["list.yaml"],
@@ -227,3 +228,94 @@ def test_a_key_spelled_twice_is_one_error(tmp_path: Path) -> None:
     result = _run(a, b)
     assert result.exit_code == 2
     assert result.output == f"Error: {a}: key 'optim.lr' is set twice: as a name with dots and as nested sections ('optim.lr' and optim > lr)\n"
+
+
+# -- trust: nothing hidden, nothing a spreadsheet runs, where a YAML construct began ---------
+
+
+def test_unrelated_keys_with_equal_values_are_two_rows(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.yaml", "lr: 0.1\nwarmup_steps: 500\n")
+    b = _write(tmp_path / "b.yaml", "lr: 0.1\neval_every: 500\n")
+    result = _run(a, b, "--format", "json", "--all")
+    assert result.exit_code == 1
+    assert [(d["key"], d["kind"]) for d in json.loads(result.output)] == [
+        ("warmup_steps", "removed"), ("eval_every", "added")
+    ]
+    assert "No differences" not in _run(a, b).output
+
+
+def test_quoted_strings_and_exact_integers_are_differences(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.yaml", 'python_version: "3.10"\nsave_strategy: "no"\nseed: 1234567890123456\n')
+    b = _write(tmp_path / "b.yaml", "python_version: 3.1\nsave_strategy: false\nseed: 1234567890123457\n")
+    result = _run(a, b, "--format", "json", "--all")
+    assert result.exit_code == 1
+    assert {d["key"]: (d["a"], d["b"]) for d in json.loads(result.output)} == {
+        "python_version": ("3.10", 3.1), "save_strategy": ("no", False), "seed": (1234567890123456, 1234567890123457)
+    }
+
+
+def test_csv_cells_cannot_start_a_formula(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.yaml", 'run_tag: "=HYPERLINK(\\"http://x\\")"\nw: -0.5\n')
+    b = _write(tmp_path / "b.yaml", 'run_tag: "@SUM(A1)"\nw: -0.6\n')
+    rows = list(csv.DictReader(io.StringIO(_run(a, b, "--format", "csv", "--all").output)))
+    by_key = {r["key"]: r for r in rows}
+    assert (by_key["run_tag"]["a"], by_key["run_tag"]["b"]) == ("'=HYPERLINK(\"http://x\")", "'@SUM(A1)")
+    assert (by_key["w"]["a"], by_key["w"]["b"]) == ("-0.5", "-0.6")  # numbers stay numbers
+
+
+def test_yaml_error_names_where_the_construct_opened(tmp_path: Path) -> None:
+    bad = _write(tmp_path / "bad.yaml", "lr: 1\nmodel:\n  layers: [64, 128,\n  width: 3\ndepth: 2\n")
+    result = _run(bad, bad)
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: {bad}: unclosed `[` opened at line 3, column 11; failed at line 5, column 6: "
+        "expected ',' or ']', but got ':'\n"
+    )
+
+
+def test_keys_1_and_quoted_1_are_one_key(tmp_path: Path) -> None:
+    dup = _write(tmp_path / "dup.yaml", 'classes:\n  1: cat\n  "1": dog\n')
+    result = _run(dup, dup)
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: {dup}: line 3, column 3: keys 1 (line 2) and \"1\" (line 3) are both the key '1'; keep one\n"
+    )
+
+
+def test_unchanged_lists_keys_equal_on_both_sides(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.yaml", "lr: 0.1\nlayers: 4\nname: x\n")
+    b = _write(tmp_path / "b.yaml", "lr: 0.2\nlayers: 4.0\nname: x\n")
+    result = _run(a, b, "--unchanged")
+    assert result.exit_code == 1
+    assert result.output.endswith("Unchanged (2 keys):\n  layers  4\n  name    x\n")
+    items = json.loads(_run(a, b, "--unchanged", "--format", "json").output)
+    assert [(d["key"], d["kind"]) for d in items] == [("lr", "changed"), ("layers", "unchanged"), ("name", "unchanged")]
+    assert "unchanged" not in _run(a, b, "--format", "json").output
+
+
+def test_rev_path_absent_at_a_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The error stays the default; --absent-as-empty compares the missing file as empty."""
+    import git
+
+    repo = git.Repo.init(tmp_path)
+    with repo.config_writer() as writer:
+        writer.set_value("user", "name", "Test")
+        writer.set_value("user", "email", "test@example.com")
+    (tmp_path / "old.yaml").write_text("x: 1\n")
+    repo.index.add(["old.yaml"])
+    first = repo.index.commit("first").hexsha
+    (tmp_path / "params.yaml").write_text("lr: 0.1\n")
+    repo.index.add(["params.yaml"])
+    repo.index.commit("params")
+    monkeypatch.chdir(tmp_path)
+    refused = _run("HEAD~1:params.yaml", "HEAD:params.yaml")
+    assert refused.exit_code == 2
+    assert refused.output == (
+        f"Error: HEAD~1:params.yaml: 'params.yaml' does not exist at HEAD~1 ({first[:10]}); "
+        "--absent-as-empty compares it as an empty config\n"
+    )
+    result = _run("HEAD~1:params.yaml", "HEAD:params.yaml", "--absent-as-empty", "--format", "json")
+    assert result.exit_code == 1
+    assert [(d["key"], d["kind"], d["b"]) for d in json.loads(result.output)] == [("lr", "added", 0.1)]
+    table = _run("HEAD~1:params.yaml", "HEAD:params.yaml", "--absent-as-empty").output
+    assert table.startswith(f"A (good): HEAD~1:params.yaml (commit {first[:10]}; absent at that revision; compared as empty)\n")

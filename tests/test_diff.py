@@ -193,7 +193,59 @@ def test_load_defaults_nested_and_dotted(tmp_path: Path) -> None:
 
 
 def test_values_compared_by_meaning(tmp_path: Path) -> None:
-    assert _diff(tmp_path, "wd: '1e-5'\nn: 3\nflag: yes\n", "wd: 1.0e-05\nn: 3.0\nflag: true\n").identical
+    assert _diff(tmp_path, "wd: 1e-5\nn: 3\nflag: yes\n", "wd: 1.0e-05\nn: 3.0\nflag: true\n").identical
+
+
+def test_quoted_strings_are_not_numbers_or_booleans(tmp_path: Path) -> None:
+    """Quoting decides the type when the file is read: "3.10" is not 3.1, "no" is not false."""
+    a = 'python_version: "3.10"\nsave_strategy: "no"\nmode: \'on\'\nwd: "1e-5"\n'
+    b = "python_version: 3.1\nsave_strategy: false\nmode: true\nwd: 1e-5\n"
+    result = _diff(tmp_path, a, b)
+    assert sorted((d.key, d.kind) for d in result.differences) == [
+        ("mode", "type"), ("python_version", "type"), ("save_strategy", "type"), ("wd", "type")
+    ]
+
+
+def test_yaml_12_files_read_yes_as_a_string(tmp_path: Path) -> None:
+    """`yes` is a boolean to YAML 1.1 (PyYAML) and a string under a `%YAML 1.2` directive."""
+    assert _diff(tmp_path, "flag: yes\n", "flag: true\n").identical
+    [d] = _diff(tmp_path, "%YAML 1.2\n---\nflag: yes\n", "flag: true\n").differences
+    assert (d.a, d.b, d.kind) == ("yes", True, "type")
+
+
+def test_integers_compare_exactly(tmp_path: Path) -> None:
+    [d] = _diff(tmp_path, "seed: 1234567890123456\n", "seed: 1234567890123457\n").differences
+    assert (d.a, d.b) == (1234567890123456, 1234567890123457)
+
+
+def test_equal_values_under_unrelated_names_are_not_a_rename(tmp_path: Path) -> None:
+    """warmup_steps: 500 and eval_every: 500 are two settings: a removed row and an added row."""
+    result = _diff(tmp_path, "lr: 0.1\nwarmup_steps: 500\n", "lr: 0.1\neval_every: 500\n")
+    assert [(d.key, d.kind) for d in result.differences] == [("warmup_steps", "removed"), ("eval_every", "added")]
+    assert result.differences[0].level == "low"
+
+
+def test_a_move_never_hides_a_removal(tmp_path: Path) -> None:
+    """The encoder keeps its section but loses its dropout: that must be said, not paired away."""
+    result = _diff(tmp_path, "encoder: {dropout: 0.1, layers: 4}\n", "encoder: {layers: 4}\ndecoder: {dropout: 0.3}\n")
+    assert sorted((d.key, d.kind) for d in result.differences) == [
+        ("decoder.dropout", "added"), ("encoder.dropout", "removed")
+    ]
+    swapped = _diff(tmp_path, "encoder: {layers: 4}\ndecoder: {dropout: 0.3}\n", "encoder: {dropout: 0.1, layers: 4}\n")
+    assert sorted((d.key, d.kind) for d in swapped.differences) == [
+        ("decoder.dropout", "removed"), ("encoder.dropout", "added")
+    ]
+
+
+def test_a_renamed_section_is_still_a_move(tmp_path: Path) -> None:
+    [d] = _diff(tmp_path, "optim: {lr: 0.1}\nmodel: {n: 1}\n", "optimizer: {lr: 0.2}\nmodel: {n: 1}\n").differences
+    assert d.key == "optim.lr -> optimizer.lr"
+
+
+def test_unknown_keys_are_ranked_by_the_change_alone(tmp_path: Path) -> None:
+    by_key = {d.key: d for d in _diff(tmp_path, "foo_knob: 10\nbaz_q: 1.0\n", "foo_knob: 250\nbaz_q: 1.1\n").differences}
+    assert {d.category for d in by_key.values()} == {"unknown"}
+    assert (by_key["foo_knob"].level, by_key["baz_q"].level) == ("high", "low")
 
 
 def test_type_only_change_needs_strict_types(tmp_path: Path) -> None:

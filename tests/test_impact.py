@@ -71,7 +71,7 @@ def test_leaf_and_squash() -> None:
         ("trainer.log_every_n_steps", "runtime", True),
         ("run_name", "runtime", True),
         ("model_name", "architecture", False),
-        ("some_unknown_knob", "architecture", False),
+        ("some_unknown_knob", "unknown", False),
         # a bare `name` labels a run only at the top level or in run/logging sections
         ("name", "runtime", True),
         ("wandb.name", "runtime", True),
@@ -85,7 +85,7 @@ def test_leaf_and_squash() -> None:
         # path-like leaf names are file locations; rates and flags that end like them are not
         ("model.drop_path", "regularization", False),
         ("drop_path_rate", "regularization", False),
-        ("model.bidir", "architecture", False),
+        ("model.bidir", "unknown", False),
         ("logdir", "runtime", True),
         ("data.cache_dir", "runtime", True),
         ("checkpoint_path", "runtime", True),
@@ -201,7 +201,7 @@ def test_dotted_glob_matches_whole_key(tmp_path: Path) -> None:
         ("rules: 3\n", "rules must be a list"),
         ("rules:\n  - pattern: lr\n    category: speed\n    weight: 1\n",
          "rules[0]: category must be one of optimization, architecture, regularization, augmentation, data, "
-         "objective, evaluation, numerics, runtime (got 'speed')"),
+         "objective, evaluation, numerics, runtime, unknown (got 'speed')"),
         ("rules:\n  - pattern: lr\n    category: data\n    weight: -1\n", "rules[0]: weight must be a number >= 0 (got -1)"),
         ("rules:\n  - pattern: lr\n    category: data\n    weight: 1\n    kind_of_value: log\n",
          "rules[0]: kind_of_value must be one of scale, count, probability, boolean, choice, path, text, auto (got 'log')"),

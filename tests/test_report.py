@@ -76,7 +76,7 @@ def test_report_states_the_verdict_with_numbers(search_dir: Path) -> None:
     verdict = text.split("## Verdict", 1)[1].split("##", 1)[0]
     assert "B is worse than A by 7.8 points" in verdict
     # the search decides on 90 % intervals (80–102 %); the page reports every interval at 95 %
-    assert "Reverting `lrStart/lrEnd` (0.0008 -> 0.02) alone recovers 91 % (95 % CI 78–104 %) of the 7.8-point val_per gap." in verdict
+    assert "Reverting `learning_rate` (`lrStart/lrEnd`: 0.0008 -> 0.02) alone recovers 91 % (95 % CI 78–104 %) of the 7.8-point val_per gap." in verdict
     assert "90 %" not in text
     assert "`use_layer_norm`" in verdict  # the masking change is named
     assert "Partial report" not in text
@@ -302,7 +302,7 @@ def test_interrupted_search_report_says_how_to_continue(search_dir: Path) -> Non
     assert resume.startswith("bisect-runs search --good configs/baseline --bad configs/run11 --command 'python -m bisect_runs.demo.speech")
     assert resume.endswith("--metric val_per --mode min --steps 200 --strategy auto --out bisect-out --resume")
     assert "- Good config (A): `configs/baseline`; regressed config (B): `configs/run11`" in text
-    assert "| 1 | — | `lrStart`, `lrEnd` |" in text and "not measured" in text  # the factors being searched
+    assert "| 1 | — | `learning_rate` (`lrStart`, `lrEnd`) |" in text and "not measured" in text  # the factors being searched
     assert "Collected when this page was written" in text
     assert not (search_dir / "environment.json").exists()  # the search records its own when it ends
 
@@ -344,3 +344,51 @@ def test_report_of_an_unreadable_out_dir_says_what_is_wrong(tmp_path: Path, file
     result = CliRunner().invoke(cli, ["report", str(tmp_path)])
     assert result.exit_code == 2
     assert result.output.strip().startswith("Error: ") and message in result.output
+
+
+# -- the report says only what the runs and the decision say --------------------------------
+
+
+def _edit_summary(search_dir: Path, **changes: object) -> dict[str, object]:
+    summary = json.loads((search_dir / "summary.json").read_text())
+    summary.update(changes)
+    (search_dir / "summary.json").write_text(json.dumps(summary))
+    return summary
+
+
+def test_an_effect_the_decision_did_not_find_significant_is_not_called_harmful(search_dir: Path) -> None:
+    """summary.json's Holm-corrected p decides, as it does for the terminal verdict: CI above 0 is not enough."""
+    summary = json.loads((search_dir / "summary.json").read_text())
+    for e in summary["effects"]:
+        if e["factors"] == ["whiteNoiseSD"]:
+            e["p_value"] = 0.25
+        if e["factors"] == ["use_layer_norm"]:
+            e["p_value"] = 0.12
+    _edit_summary(search_dir, effects=summary["effects"])
+    content = build_report("bisect-out", environment=ENV, figures=False)
+    measured = {r["factor"]: r["measured"] for r in content["differences"]}
+    assert measured["whiteNoiseSD"] == "no effect" and measured["use_layer_norm"] == "no effect"
+    assert "Helpful changes that mask" not in content["verdict"]["paragraph"]
+
+
+def test_a_factor_has_one_name_in_table_prose_and_figures(search_dir: Path) -> None:
+    from bisect_runs.report import factor_label
+
+    content = build_report("bisect-out", environment=ENV, figures=False)
+    rows = {r["factor"]: r for r in content["differences"]}
+    assert factor_label(rows["learning_rate"]) == "learning_rate"  # the effects figure's bar, as labels say {learning_rate}
+    assert factor_label(rows["l2_decay -> weight_decay"]) == "l2_decay -> weight_decay"  # not `weight_decay`
+    assert rows["learning_rate"]["group"] == "learning_rate" and rows["learning_rate"]["names"] == ["lrStart", "lrEnd"]
+    assert "Reverting `learning_rate` (`lrStart/lrEnd`: 0.0008 -> 0.02)" in content["verdict"]["paragraph"]
+
+
+def test_a_partial_report_states_no_effect_of_a_variant_that_never_ran(search_dir: Path) -> None:
+    """A budget-stopped search's best guess is named, but 'reverting it recovers N %' needs a B - {it} run."""
+    _edit_summary(search_dir, complete=False)
+    journal = search_dir / "journal.jsonl"
+    kept = [line for line in journal.read_text().splitlines() if '"B - {learning_rate}"' not in line]
+    journal.write_text("\n".join(kept) + "\n")
+    paragraph = build_report("bisect-out", environment=ENV, figures=False)["verdict"]["paragraph"]
+    assert "recovers" not in paragraph
+    assert ("Best guess so far: `learning_rate` (`lrStart/lrEnd`: 0.0008 -> 0.02); no run of B with it reverted "
+            "(`B - {learning_rate}`) has finished yet, so no effect of reverting it is stated.") in paragraph

@@ -156,11 +156,6 @@ def test_hidden_differences_are_searched_when_asked(tmp_path: Path, how: str) ->
     for name, workers in (("good", 0), ("bad", 8)):
         config = yaml.safe_load((root / f"{name}.yaml").read_text())
         (root / f"{name}.yaml").write_text(yaml.safe_dump({**config, "num_workers": workers}))
-    if how == "--include-all":  # without it, A keeps B's num_workers: nothing to find, and it says why
-        code, summary, output = run_search(root)
-        assert code == 1 and summary["reproduced"] is False, output
-        assert "held at B's values in every trial (num_workers); --include-all searches them" in summary["verdict"]
-        shutil.rmtree(root / "out")
     code, summary, output = run_search(root, *(["--include-all"] if how == "--include-all" else []))
     assert code == 0, output
     assert summary["culprits"] == [["num_workers"]]
@@ -236,3 +231,91 @@ def test_baseline_strategies_find_a_clear_single_culprit(tmp_path: Path, strateg
     assert code == 0, output
     assert summary["culprits"] == [["lr"]]
     assert summary["strategy"] == strategy
+
+
+def test_resume_with_other_settings_never_destroys_a_finished_search(tmp_path: Path) -> None:
+    """`cp -r out X; search --steps 20 --resume --out X` must stop, not start over in the old journal."""
+    root = project(tmp_path, {"value": "1.0 + (lr < 0.01)", "noise": 0.05})
+    code, first, output = run_search(root)
+    assert code == 0, output
+    copy = root / "copy"
+    shutil.copytree(root / "out", copy)
+    before = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file() and p.name != ".lock"}
+
+    args = ["search", "--project", str(root / "bisect.yaml"), "--out", str(copy), "--resume"]
+    refused = CliRunner().invoke(cli, [*args, "--steps", "20", "--metric", "val_loss"])
+    assert refused.exit_code == 2
+    assert refused.output == (
+        f"Error: {copy} holds another search (steps 10 there, 20 here; metric loss there, val_loss here): "
+        "--resume continues only the same search; choose another --out, or pass --resume-changed to start "
+        f"this one there (the earlier search is kept in {copy / 'previous-N'})\n"
+    )
+    after = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert after == before  # nothing touched
+
+    changed = CliRunner().invoke(cli, [*args[:-1], "--resume-changed", "--steps", "20"])
+    assert changed.exit_code == 0, changed.output
+    kept = copy / "previous-1"
+    assert json.loads((kept / "summary.json").read_text()) == first
+    assert (kept / "report.md").read_bytes() == before[Path("report.md")]
+    assert (kept / "journal.jsonl").read_bytes() == before[Path("journal.jsonl")]
+    assert json.loads((copy / "summary.json").read_text())["steps"] == 20
+    assert all(e["trial"]["steps"] == 20 for e in read_journal(copy) if e.get("event") == "trial")
+
+
+def test_resuming_the_same_finished_search_keeps_its_summary(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0 + (lr < 0.01)", "noise": 0.05})
+    code, first, output = run_search(root)
+    assert code == 0, output
+    code, again, output = run_search(root, "--resume")
+    assert code == 0, output
+    assert json.loads((root / "out" / "previous-1" / "summary.json").read_text()) == first
+    assert again["runs"] == first["runs"] and again["culprits"] == first["culprits"]
+
+
+def test_a_held_difference_that_matters_is_found_not_reported_as_not_reproduced(tmp_path: Path) -> None:
+    """num_workers is ranked `none` and held at B's value, so the searched A equals B; the good
+    config as given still beats B, so the held differences are searched and the verdict says why."""
+    root = project(tmp_path, {"value": "1.0 + (num_workers > 2)", "noise": 0.05})
+    for name, workers in (("good", 0), ("bad", 8)):
+        config = yaml.safe_load((root / f"{name}.yaml").read_text())
+        (root / f"{name}.yaml").write_text(yaml.safe_dump({**config, "num_workers": workers}))
+    code, summary, output = run_search(root)
+    assert code == 0, output
+    assert summary["reproduced"] is True and summary["culprits"] == [["num_workers"]]
+    assert summary["verdict"].startswith(
+        "The good config as given beats B, but A with the 1 difference(s) judged to have no effect "
+        "held at B's values (num_workers) did not, so those were searched too."
+    )
+    assert summary["details"]["control"]["beats_b"] is True
+    labels = {e["trial"]["label"] for e in read_journal(root / "out") if e.get("event") == "trial"}
+    assert {"A", "A (as given)", "B"} <= labels
+    report = (root / "out" / "report.md").read_text()
+    assert "- Control: the good config exactly as given beat B, but A with the differences judged to have no effect " in report
+    assert "for A, mean ± sd" not in report or "2.02 ± 0.051 for A" not in report  # A is the config as given
+    assert summary["runs"] == len({e["trial"]["id"] for e in read_journal(root / "out") if "trial" in e})
+
+
+def test_not_reproduced_only_when_the_good_config_as_given_does_not_beat_b(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0", "noise": 0.05})
+    for name, workers in (("good", 0), ("bad", 8)):
+        config = yaml.safe_load((root / f"{name}.yaml").read_text())
+        (root / f"{name}.yaml").write_text(yaml.safe_dump({**config, "num_workers": workers}))
+    code, summary, output = run_search(root, "--min-effect", "0.1")
+    assert code == 1 and summary["reproduced"] is False, output
+    assert "The good config as given, run beside B as a control" in summary["verdict"]
+    assert "does not beat B either, so the 1 held difference(s) (num_workers) do not hide the regression." in summary["verdict"]
+    assert summary["details"]["control"]["beats_b"] is False
+
+
+def test_after_a_resume_under_another_strategy_every_output_counts_the_same_runs(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0 + (lr < 0.01)", "noise": 0.05}, strategy="oat")
+    code, first, output = run_search(root)
+    assert code == 0, output
+    code, summary, output = run_search(root, "--resume", "--strategy", "ddmin")
+    assert code == 0, output
+    trials = {e["trial"]["id"] for e in read_journal(root / "out") if e.get("event") == "trial"}
+    assert summary["runs"] == len(trials) >= first["runs"]
+    assert f"{summary['runs']} runs in {summary['rounds']} rounds; summary:" in output
+    report = (root / "out" / "report.md").read_text()
+    assert f"{summary['runs']} trials in {summary['rounds']} rounds" in report

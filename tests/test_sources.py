@@ -23,7 +23,7 @@ def test_yaml_keeps_nesting_order_and_text() -> None:
     cfg = load_config(fixture("yaml/train.yaml"))
     assert cfg.format == "yaml"
     assert list(cfg.data) == ["model", "optim", "callbacks", "layers", "use_amp", "notes", "seed"]
-    assert cfg.data["optim"]["lr"] == "3e-4"  # PyYAML's YAML 1.1 quirk; normalize handles it
+    assert cfg.data["optim"]["lr"] == 3e-4  # plain `3e-4` is a float (a string to PyYAML's 1.1 regex)
     assert cfg.data["use_amp"] is True
     assert cfg.text is not None and cfg.text.startswith("# MDN postfix")
     assert cfg.path == FIXTURES / "yaml/train.yaml"
@@ -226,7 +226,7 @@ def test_torch_checkpoint_with_code_is_refused(
         ("sniff/nanogpt", "python", {"batch_size": 12, "block_size": 1024, "learning_rate": 6e-4}),
         ("sniff/namespace", "argparse", {"lr": 0.001, "batch_size": 32, "name": "run-7"}),
         ("sniff/tomlish", "toml", {"optim": {"lr": 0.001}}),
-        ("sniff/yamlish", "yaml", {"lr": "1e-3", "batch_size": 32}),
+        ("sniff/yamlish", "yaml", {"lr": 1e-3, "batch_size": 32}),
     ],
 )
 def test_extensionless_files_are_sniffed(rel: str, fmt: str, expected: dict[str, object]) -> None:

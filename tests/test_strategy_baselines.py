@@ -104,3 +104,24 @@ def test_simulation_is_a_pure_function_of_point_and_seed() -> None:
     assert sc.correct(True, sc.truth) and not sc.correct(False, sc.truth)
     with pytest.raises(ValueError, match="unknown scenario"):
         make_scenario("nope", 6, 2.0, np.random.default_rng(0))
+
+
+def test_oat_names_a_factor_that_repairs_the_regression_alone() -> None:
+    """Reverting k0 repairs all of it, applying it to A needs k1 or k2 too: oat must not say "no culprit"."""
+    import random
+
+    def loss(point: frozenset[int], seed: int) -> float:
+        return 1.0 + float(0 in point and (1 in point or 2 in point)) + random.Random(seed * 31 + sum(point)).gauss(0, 0.02)
+
+    def evaluate(requests: list[Request]) -> list[Observation]:
+        return [Observation(r.point, r.seed, "ok", loss(r.point, r.seed)) for r in requests]
+
+    ctx = SearchContext(n_factors=3, factor_names=["k0", "k1", "k2"], parallel=4)
+    decision, *_ = drive(make_strategy("oat", ctx), evaluate, ctx)
+    assert decision.reproduced and decision.culprits == [[0]]
+    assert decision.details["classification"] == "single"
+    assert decision.verdict == (
+        "One factor at a time: {k0} (single; reverting it repairs the regression, applying it to A alone "
+        "does not reproduce it)."
+    )
+    assert "diffuse" not in str(decision.details)

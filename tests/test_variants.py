@@ -194,7 +194,7 @@ def test_directory_stays_a_directory_of_the_same_files(tmp_path: Path) -> None:
     assert load_config(out).data == {
         "data": {"batch_size": 32, "white_noise_sd": 0.8},
         "model": {"n_units": 1024, "bidirectional": True},
-        "optim": {"lr": 0.0008, "weight_decay": "1e-5"},
+        "optim": {"lr": 0.0008, "weight_decay": 1e-5},
     }
 
 

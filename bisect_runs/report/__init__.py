@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bisect_runs.errors import SettingsError
-from bisect_runs.report.content import Unit, build_content, decisive_labels, label_set
+from bisect_runs.report.content import Unit, build_content, decisive_labels, factor_label, label_set
 from bisect_runs.report.environment import load_or_collect
 from bisect_runs.report.markdown import render_markdown
 from bisect_runs.report.output import write_json_atomic, write_text_atomic
@@ -78,7 +78,7 @@ def draw_figures(record: SearchRecord, content: dict[str, Any]) -> tuple[list[di
 
 def _effects_figure(fig: Any, out: Path, c: dict[str, Any], unit: Unit) -> dict[str, str] | None:
     bars = [
-        fig.EffectBar("/".join(r["keys"]), r["effect"] * unit.scale, r["ci_low"] * unit.scale,
+        fig.EffectBar(factor_label(r), r["effect"] * unit.scale, r["ci_low"] * unit.scale,
                       r["ci_high"] * unit.scale, r["measured"] == "culprit")
         for r in c["differences"] if _finite(r["effect"], r["ci_low"], r["ci_high"])
     ]  # fmt: skip

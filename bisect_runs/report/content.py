@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from bisect_runs.report.record import SearchRecord, TrialRecord, finite
+from bisect_runs.strategies.calibration import AS_GIVEN
 
 LEVELS = ("critical", "high", "medium", "low", "none")
+ALPHA = 0.05  # the search's significance level (SearchContext.alpha) for calling an effect harmful or helpful
 RATE_WORDS = ("per", "wer", "cer", "acc", "accuracy", "error", "err", "top1", "top5", "f1")
 STATUSES = ("ok", "diverged", "crashed", "timeout")
 SHARE_LEVEL = 0.90  # the interval level of summary.details.shares when an entry does not state one
@@ -129,7 +131,7 @@ def build_content(record: SearchRecord, environment: dict[str, Any] | None) -> d
 def variant_groups(trials: list[TrialRecord]) -> dict[str, list[TrialRecord]]:
     """Trials by variant label: A, B first, then variants in the order they were first run."""
     groups: dict[str, list[TrialRecord]] = {}
-    for label in ("A", "B"):
+    for label in ("A", AS_GIVEN, "B"):
         if any(t.label == label for t in trials):
             groups[label] = []
     for t in trials:
@@ -138,8 +140,10 @@ def variant_groups(trials: list[TrialRecord]) -> dict[str, list[TrialRecord]]:
 
 
 def regression_section(s: dict[str, Any], groups: dict[str, list[TrialRecord]], mode: str, unit: Unit) -> dict[str, Any] | None:
-    """The B-vs-A gap: the search's estimate (positive = B worse), and A's and B's mean ± sd."""
-    a = _ok_values(groups.get("A", []))
+    """The B-vs-A gap: the search's estimate (positive = B worse), and A's and B's mean ± sd.
+
+    Where the good config ran exactly as given (the held differences were searched too), that is A."""
+    a = _ok_values(groups.get(AS_GIVEN) or groups.get("A", []))
     b = _ok_values(groups.get("B", []))
     reg = s.get("regression") if isinstance(s.get("regression"), dict) else None
     out: dict[str, Any] = {
@@ -191,7 +195,8 @@ def factor_rows(s: dict[str, Any], unit: Unit) -> list[dict[str, Any]]:
             "rank": rank,
             "factor": factor.get("name"),
             "keys": keys,
-            "names": [str(d.get("key") or k) for d, k in zip(ds, keys, strict=True)] if len(ds) == len(keys) else [_short_key(k) for k in keys],
+            "names": _shown_keys(ds, keys),
+            "group": _group_name(factor, _shown_keys(ds, keys)),
             "a": [d.get("a") for d in ds],
             "b": [d.get("b") for d in ds],
             "a_text": _side_text(ds, "a"),
@@ -211,6 +216,25 @@ def factor_rows(s: dict[str, Any], unit: Unit) -> list[dict[str, Any]]:
             "prior": prior_agreement(level, measured),
         })  # fmt: skip
     return rows
+
+
+def _shown_keys(ds: list[dict[str, Any]], keys: list[str]) -> list[str]:
+    """A factor's keys as the diff names them (`l2_decay -> weight_decay` for a rename)."""
+    return [str(d.get("key") or k) for d, k in zip(ds, keys, strict=True)] if len(ds) == len(keys) else [_short_key(k) for k in keys]
+
+
+def _group_name(factor: dict[str, Any], shown: list[str]) -> str | None:
+    """The name of a named group (`learning_rate` for lrStart, lrEnd): the one trial labels and
+    figures use; None where the factor is named after its keys."""
+    name = str(factor.get("name") or "")
+    if not name or name in shown or name == "+".join(shown) or all(k.startswith("commit:") for k in shown):
+        return None
+    return name
+
+
+def factor_label(row: dict[str, Any]) -> str:
+    """How prose and figures name a factor row: its factor name (as trial labels do), else its keys."""
+    return str(row.get("factor") or "/".join(row.get("names") or row.get("keys") or []))
 
 
 def _short_key(key: str) -> str:
@@ -259,12 +283,18 @@ def _effect_for(s: dict[str, Any], name: Any, keys: list[str]) -> dict[str, Any]
 
 
 def _measured(effect: dict[str, Any] | None, culprit: bool) -> str:
-    """culprit | harmful | helpful | no effect | not measured (positive effects are harmful)."""
+    """culprit | harmful | helpful | no effect | not measured (positive effects are harmful).
+
+    An effect matters only where its Holm-corrected p-value in summary.json is below ALPHA: the
+    rule the search's own verdict uses, so the report never calls harmful what the search did not."""
     if culprit:
         return "culprit"
     if effect is None:
         return "not measured"
     lo, hi = _f(effect.get("ci_low")), _f(effect.get("ci_high"))
+    p = _f(effect.get("p_value"))  # Holm-corrected, as the decision judges it
+    if p is not None and p >= ALPHA:
+        return "no effect"
     if lo is not None and lo > 0:
         return "harmful"
     if hi is not None and hi < 0:
@@ -308,6 +338,7 @@ def culprit_rows(s: dict[str, Any], unit: Unit) -> list[dict[str, Any]]:
             frac, lo, hi = share_at_95(share)
         rows.append({
             "keys": keys,
+            "group": _culprit_group(s, keys),
             "changes": [{"key": k, "a": diffs.get(k, {}).get("a"), "b": diffs.get(k, {}).get("b"),
                          "kind": diffs.get(k, {}).get("kind")} for k in keys],
             "effect": None if effect is None else _f(effect.get("effect")),
@@ -318,6 +349,15 @@ def culprit_rows(s: dict[str, Any], unit: Unit) -> list[dict[str, Any]]:
             "explained_ci_high": _finite_or_none(hi), "explained_ci_level": 95,
         })  # fmt: skip
     return rows
+
+
+def _culprit_group(s: dict[str, Any], keys: list[str]) -> str | None:
+    """The named group a culprit set is, when it is exactly one (`learning_rate`)."""
+    diffs = _differences_by_key(s)
+    for f in s.get("factors") or []:
+        if isinstance(f, dict) and sorted(f.get("keys") or []) == sorted(keys):
+            return _group_name(f, _shown_keys([diffs[k] for k in keys if k in diffs], keys))
+    return None
 
 
 def _repair_share(s: dict[str, Any], keys: list[str]) -> dict[str, Any] | None:
@@ -390,28 +430,38 @@ def not_searched(s: dict[str, Any]) -> list[str]:
 # -- verdict ---------------------------------------------------------------------------
 
 
-def verdict_paragraph(s: dict[str, Any], regression: dict[str, Any] | None, factors: list[dict[str, Any]], unit: Unit) -> str:
-    """The verdict with numbers: the gap measured, the culprit(s) and how much they explain."""
+def verdict_paragraph(s: dict[str, Any], regression: dict[str, Any] | None, factors: list[dict[str, Any]], unit: Unit,
+                      reverted: set[frozenset[str]] | None = None) -> str:
+    """The verdict with numbers: the gap measured, the culprit(s) and how much they explain.
+
+    `reverted` (a partial report): the factor sets some finished trial reverted from B; a culprit
+    without one is named as the best guess so far, with no effect stated for runs that do not exist."""
     metric = str(s.get("metric") or "the metric")
     parts: list[str] = []
     if regression and regression.get("effect") is not None:
         parts.append(_gap_sentence(s, regression, metric, unit))
     culprits = culprit_rows(s, unit)
     for row in culprits:
+        names = _factor_set(s, row["keys"])
+        if reverted is not None and names not in reverted:
+            parts.append(f"Best guess so far: {_culprit_what(row)}; no run of B with it reverted "
+                         f"(`B - {{{', '.join(sorted(names))}}}`) has finished yet, so no effect of reverting it is stated.")
+            continue
         parts.append(_culprit_sentence(s, row, regression, metric, unit))
     if not culprits and s.get("verdict"):  # diffuse, not reproduced, a commit: the search's own words
         parts.append(str(s["verdict"]).strip())
     masking = [f for f in factors if f["measured"] == "helpful"]
     if masking:
-        names = ", ".join(f"`{'/'.join(f['keys'])}` ({unit.diff(f['effect'])}, 95 % CI {unit.interval(f['ci_low'], f['ci_high'])})" for f in masking)
-        parts.append(f"Helpful changes that mask part of the gap: {names}.")
+        shown = ", ".join(f"`{f['group'] or '/'.join(f['names'])}` ({unit.diff(f['effect'])}, 95 % CI {unit.interval(f['ci_low'], f['ci_high'])})" for f in masking)
+        parts.append(f"Helpful changes that mask part of the gap: {shown}.")
     return " ".join(p for p in parts if p)
 
 
 def _verdict_so_far(record: SearchRecord, s: dict[str, Any], regression: dict[str, Any] | None,
                     factors: list[dict[str, Any]], unit: Unit) -> str:
     """The verdict paragraph; a search stopped before deciding says that no culprit is known yet."""
-    paragraph = verdict_paragraph(s, regression, factors, unit)
+    reverted = None if record.complete else _reverted_sets(record)
+    paragraph = verdict_paragraph(s, regression, factors, unit, reverted)
     if record.summary is None or (not record.complete and not s.get("culprits") and not s.get("verdict")):
         paragraph += (" " if paragraph else "") + "No culprit has been decided yet: the search stopped before a verdict."
     return paragraph
@@ -450,7 +500,7 @@ def _culprit_sentence(
 ) -> str:
     if all(k.startswith("commit:") for k in row["keys"]):
         return " ".join(_commit_sentence(_commit_record(s, k[len("commit:"):]), row, unit) for k in row["keys"])
-    what = changes_text(row["changes"])
+    what = _culprit_what(row)
     alone = " alone" if len(row["changes"]) == 1 or _same_change(row["changes"]) else " together"
     frac = row["explained_fraction"]
     if frac is None:
@@ -464,6 +514,30 @@ def _culprit_sentence(
         if not unit.gap:
             gap = f" of the {unit.diff(regression['effect'], signed=False)} gap in {metric}"
     return f"Reverting {what}{alone} recovers {frac * 100:.0f} %{ci}{gap}."
+
+
+def _culprit_what(row: dict[str, Any]) -> str:
+    """A culprit set in prose: `lr` (0.0008 -> 0.02), or `learning_rate` (`lrStart/lrEnd`: ...)."""
+    if row.get("group"):
+        return f"`{row['group']}` ({_group_changes_text(row['changes'])})"
+    return changes_text(row["changes"])
+
+
+def _factor_set(s: dict[str, Any], keys: list[str]) -> frozenset[str]:
+    """The names of the factors a set of keys belongs to, as trial labels write them."""
+    wanted = set(keys)
+    names = {str(f.get("name")) for f in s.get("factors") or [] if isinstance(f, dict) and set(f.get("keys") or []) & wanted}
+    return frozenset(names or wanted)
+
+
+def _reverted_sets(record: SearchRecord) -> set[frozenset[str]]:
+    """Factor sets some finished (`ok`) trial reverted from B: labels `B - {f, g}`."""
+    out: set[frozenset[str]] = set()
+    for t in record.trials:
+        inside = label_set(t.label) if t.status == "ok" and t.label.lstrip().startswith("B") else None
+        if inside:
+            out.add(frozenset(inside))
+    return out
 
 
 def _commit_record(s: dict[str, Any], sha: str) -> dict[str, Any]:
@@ -497,6 +571,13 @@ def changes_text(changes: list[dict[str, Any]]) -> str:
         keys = "/".join(c["key"] for c in changes)
         return f"`{keys}` ({side_text(changes[0], 'b')} -> {side_text(changes[0], 'a')})"
     return ", ".join(f"`{c['key']}` ({side_text(c, 'b')} -> {side_text(c, 'a')})" for c in changes)
+
+
+def _group_changes_text(changes: list[dict[str, Any]]) -> str:
+    """Inside a named group's parentheses: `lrStart/lrEnd`: 0.0008 -> 0.02."""
+    if _same_change(changes):
+        return f"`{'/'.join(c['key'] for c in changes)}`: {side_text(changes[0], 'b')} -> {side_text(changes[0], 'a')}"
+    return ", ".join(f"`{c['key']}`: {side_text(c, 'b')} -> {side_text(c, 'a')}" for c in changes)
 
 
 def side_text(d: dict[str, Any], side: str) -> str:

@@ -49,8 +49,27 @@ def _verdict(c: dict[str, Any]) -> list[str]:
         bullets.append(f"- Failed (diverged, crashed or timed out) share of trials: {shown}")
     if details.get("hint"):
         bullets.append(f"- Hint: {details['hint']}")
+    bullets += _control_line(details.get("control"))
     bullets += _part_links(details.get("parts"))
     return lines + (bullets + [""] if bullets else [])
+
+
+def _names_cell(r: dict[str, Any]) -> str:
+    """The factor's keys; a named group is shown by its name first: `learning_rate` (`lrStart`, `lrEnd`)."""
+    names = ", ".join(f"`{k}`" for k in r["names"])
+    return f"`{r['group']}` ({names})" if r.get("group") else names
+
+
+def _control_line(control: Any) -> list[str]:
+    """The good config exactly as given, run against B because the searched A did not beat it."""
+    if not isinstance(control, dict):
+        return []
+    held = ", ".join(f"`{_cell(str(name))}`" for name in control.get("held") or [])
+    if control.get("beats_b"):
+        return [f"- Control: the good config exactly as given beat B, but A with the differences judged to have "
+                f"no effect held at B's values ({held}) did not, so those were searched too."]
+    return [f"- Control: the good config exactly as given, run beside B over {control.get('seeds')} seeds, "
+            f"did not beat B either; the held differences ({held}) do not hide a regression."]
 
 
 PART_TITLES = {"config": "Config differences at the bad commit", "code": "Code, bisected with the good config"}
@@ -87,7 +106,7 @@ def _differences(c: dict[str, Any]) -> list[str]:
         frac = r.get("explained_fraction")
         lines.append(
             "| " + " | ".join(_cell(x) for x in (
-                str(r["rank"]), r["level"] or "—", ", ".join(f"`{k}`" for k in r["names"]),
+                str(r["rank"]), r["level"] or "—", _names_cell(r),
                 r["a_text"], r["b_text"], r["reason"] or "", r["effect_text"],
                 "—" if frac is None else f"{frac * 100:.0f} %", _bold_if(r["measured"], r["measured"] == "culprit"),
                 r["prior"],

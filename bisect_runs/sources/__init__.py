@@ -16,11 +16,11 @@ from typing import Any
 
 from bisect_runs.errors import ConfigError
 from bisect_runs.sources import binary, markup, python, trackers
-from bisect_runs.sources.git import load_git, split_rev_path
+from bisect_runs.sources.git import AbsentAtRevision, load_git, split_rev_path
 from bisect_runs.sources.limits import max_config_bytes, too_large
 from bisect_runs.sources.loaded import FORMATS, LoadedConfig, SourceProblem
 
-__all__ = ["FORMATS", "LoadedConfig", "load_config", "CONFIG_SUFFIXES"]
+__all__ = ["FORMATS", "LoadedConfig", "load_config", "load_config_or_empty", "CONFIG_SUFFIXES"]
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
 PICKLE_SUFFIXES = (".pkl", ".pickle")
@@ -38,6 +38,16 @@ def load_config(spec: str | Path, fmt: str | None = None) -> LoadedConfig:
     if isinstance(spec, str) and split_rev_path(spec) is not None:
         return load_git(spec, fmt, load_path)
     raise ConfigError(f"{spec}: no such file or directory")
+
+
+def load_config_or_empty(spec: str | Path, fmt: str | None = None, *, absent_as_empty: bool = False) -> LoadedConfig:
+    """load_config; with absent_as_empty, a REV:PATH the revision lacks is an empty config (`dvc params diff`)."""
+    try:
+        return load_config(spec, fmt)
+    except AbsentAtRevision as exc:
+        if not absent_as_empty:
+            raise
+        return exc.as_empty()
 
 
 def load_path(path: Path, fmt: str | None, where: str) -> LoadedConfig:

@@ -15,6 +15,19 @@ from bisect_runs.sources.loaded import LoadedConfig
 _MAX_BLOB_BYTES = 64 * 1024 * 1024
 
 
+class AbsentAtRevision(ConfigError):
+    """REV:PATH names a path the revision does not have (the caller may compare it as empty)."""
+
+    def __init__(self, message: str, spec: str, rev: str, commit: str) -> None:
+        super().__init__(message)
+        self.spec, self.rev, self.commit = spec, rev, commit
+
+    def as_empty(self) -> LoadedConfig:
+        """An empty config standing for the absent path, saying so in its provenance."""
+        provenance = {"git_rev": self.rev, "git_commit": self.commit, "absent_at_revision": True}
+        return LoadedConfig({}, self.spec, "yaml", None, provenance)
+
+
 def split_rev_path(spec: str) -> tuple[str, str] | None:
     """`HEAD~3:configs/train.yaml` -> ("HEAD~3", "configs/train.yaml"); None if not of that form."""
     rev, sep, path = spec.partition(":")
@@ -48,8 +61,10 @@ def load_git(
     try:
         obj = commit.tree / repo_path if repo_path else commit.tree
     except KeyError as exc:
-        raise ConfigError(
-            f"{spec}: '{repo_path}' does not exist at {rev} ({commit.hexsha[:10]})"
+        raise AbsentAtRevision(
+            f"{spec}: '{repo_path}' does not exist at {rev} ({commit.hexsha[:10]}); "
+            "--absent-as-empty compares it as an empty config",
+            spec, rev, commit.hexsha,
         ) from exc
     with tempfile.TemporaryDirectory(prefix="bisect-runs-git-") as tmp:
         target = Path(tmp) / (PurePosixPath(repo_path).name or "root")

@@ -20,6 +20,7 @@ from bisect_runs.strategies.base import Observation, Point, Request
 from bisect_runs.strategies.evidence import Evidence
 from bisect_runs.strategies.rounds import ask, slots
 
+AS_GIVEN = "A (as given)"  # trial label of the good config exactly as given, held differences included
 MAX_SEEDS = 10  # per arm, unless --seeds asks for more
 FIRST_SEEDS = 2  # per arm in the first look
 FUTILITY_SEEDS = 4  # per arm before a small upper bound may end calibration as not reproduced

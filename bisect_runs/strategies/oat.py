@@ -70,14 +70,25 @@ def judge_oat(ev: Evidence, cal: Calibration, log: list[dict[str, Any]], complet
             reproduce_only.append(i)
     culprits = both
     kind = "single" if len(both) == 1 else "additive"
+    note = ""
     if not culprits and len(repair_only) >= 2:
         culprits, kind = [sorted(repair_only)], "AND"
+    elif not culprits and len(repair_only) == 1:  # reverting it repairs; alone it needs something else
+        culprits, kind = [repair_only], "single"
+        note = "; reverting it repairs the regression, applying it to A alone does not reproduce it"
     elif not culprits and len(reproduce_only) >= 2:
         culprits, kind = [[i] for i in reproduce_only], "OR"
+    elif not culprits and len(reproduce_only) == 1:
+        culprits, kind = [reproduce_only], "single"
+        note = "; applying it to A reproduces the regression, reverting it alone does not repair it"
     details = base_details(ev, cal, log)
-    details.update(classification=kind if culprits else "diffuse", complete=complete)
+    details.update(classification=kind if culprits else "unresolved", complete=complete)
     names = ev.ctx.factor_names or [str(i) for i in range(n)]
     found = ", ".join("{" + ", ".join(names[i] for i in c) + "}" for c in culprits)
-    verdict = f"One factor at a time: {found} ({kind})." if culprits else "One factor at a time found no culprit."
+    verdict = (
+        f"One factor at a time: {found} ({kind}{note})." if culprits else
+        "One factor at a time found no culprit: no single difference reproduces or repairs 70 % of the "
+        "regression (a diffuse regression, or an interaction one factor at a time cannot see)."
+    )
     effects.sort(key=lambda e: -e.effect)
     return Decision(True, culprits, effects, verdict, regression_effect(cal, ev), json_safe(details))
