@@ -142,8 +142,10 @@ def variant_groups(trials: list[TrialRecord]) -> dict[str, list[TrialRecord]]:
 def regression_section(s: dict[str, Any], groups: dict[str, list[TrialRecord]], mode: str, unit: Unit) -> dict[str, Any] | None:
     """The B-vs-A gap: the search's estimate (positive = B worse), and A's and B's mean ± sd.
 
-    Where the good config ran exactly as given (the held differences were searched too), that is A."""
-    a = _ok_values(groups.get(AS_GIVEN) or groups.get("A", []))
+    Where the held differences were searched too (the control beat B), A is the config as given."""
+    control = _details(s).get("control")
+    as_given = isinstance(control, dict) and bool(control.get("held_searched"))
+    a = _ok_values(groups.get(AS_GIVEN, []) if as_given else groups.get("A", []))
     b = _ok_values(groups.get("B", []))
     reg = s.get("regression") if isinstance(s.get("regression"), dict) else None
     out: dict[str, Any] = {
