@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -292,19 +292,38 @@ class _Pairing:
         for vkey, keys_a in by_value_a.items():
             for key_a in keys_a:
                 value = self.values_a[key_a]
-                cands = [k for k in by_value_b.get(vkey, []) if k not in self._paired_b and values_equal(value, self.values_b[k])]
-                related = [k for k in cands if self._related(key_a, k) and not self._move_loses(key_a, k)]
+                related = [
+                    k for k in by_value_b.get(vkey, [])
+                    if k not in self._paired_b and self._related(key_a, k)
+                    and values_equal(value, self.values_b[k]) and not self._move_loses(key_a, k)
+                ]
                 if len(related) == 1:
                     self.pair(key_a, related[0])
 
     def _related(self, key_a: str, key_b: str) -> bool:
         """Leaf names that say it is one setting: the same name, synonyms, or close spellings
         (`eval_every` / `eval_every_n`); a shared word alone (`warmup_steps`, `max_steps`) is not."""
-        sa, sb = squash(leaf(key_a)), squash(leaf(key_b))
-        if sa == sb or (min(len(sa), len(sb)) >= 4 and SequenceMatcher(None, sa, sb).ratio() >= _CLOSE_SPELLING):
+        sa, sb = _squashed_leaf(key_a), _squashed_leaf(key_b)
+        if sa == sb:
             return True
         syn = self.rules.synonym_set(key_a)
-        return syn is not None and syn == self.rules.synonym_set(key_b)
+        if syn is not None and syn == self.rules.synonym_set(key_b):
+            return True
+        return _close_spelling(sa, sb)
+
+
+@lru_cache(maxsize=1 << 17)
+def _squashed_leaf(key: str) -> str:
+    return squash(leaf(key))
+
+
+def _close_spelling(sa: str, sb: str) -> bool:
+    """Squashed names at least _CLOSE_SPELLING alike (cheap upper bounds tried first: this runs per candidate)."""
+    short, long_ = sorted((len(sa), len(sb)))
+    if short < 4 or 2 * short / (short + long_) < _CLOSE_SPELLING:
+        return False
+    matcher = SequenceMatcher(None, sa, sb, autojunk=False)
+    return matcher.quick_ratio() >= _CLOSE_SPELLING and matcher.ratio() >= _CLOSE_SPELLING
 
 
 def _sections(keys: list[str]) -> set[str]:

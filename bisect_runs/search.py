@@ -221,7 +221,7 @@ class Search:
                 self.partial_report()
                 raise
             complete = not ctx.out_of_time and bool(decision.details.get("complete", True))
-            if complete and not decision.reproduced and len(self.factors) < len(self.diff.factors):
+            if complete and len(self.factors) < len(self.diff.factors):
                 decision = self.with_control(decision, runner, ctx)
                 complete = not ctx.out_of_time and bool(decision.details.get("complete", True))
             return self.finish(decision, runner, complete=complete)
@@ -243,8 +243,9 @@ class Search:
             self.progress.note(f"the earlier {what} kept in {kept}")
 
     def with_control(self, decision: Decision, runner: TrialRunner, ctx: SearchContext) -> Decision:
-        """Run the good config exactly as given against B. When it beats B although the searched A
-        (held differences at B's values) did not, one of the held differences matters: search them too."""
+        """Run the good config exactly as given against B (whenever differences were held). When it beats
+        B although the searched A (held differences at B's values) did not, one of the held differences
+        matters: search them too."""
         searched = self.factors
         held = [f for f in self.diff.factors if f not in searched]
         self.factors, self.held_searched = list(self.diff.factors), True
@@ -253,13 +254,21 @@ class Search:
         control = cast(Calibration, self.drive(cast(Strategy, _calibration_only(Evidence(wide))), runner, wide))
         names = ", ".join(f.name for f in held)
         self.control = _control_json(control, held)
-        if not control.reproduced:
+        if decision.reproduced or not control.reproduced:
             self.factors, self.held_searched = searched, False
             ctx.runs_used = wide.runs_used
+        if decision.reproduced:  # the searched A already beats B: the control is on record only
+            return decision
+        if not control.reproduced and not control.complete:
+            note = (f" The budget ran out while the good config as given ran as a control, so whether one of the "
+                    f"{len(held)} held difference(s) ({names}) hides the regression is not known.")
+            return replace(decision, verdict=decision.verdict + note, details={**decision.details, "complete": False})
+        if not control.reproduced:
             pairs = control.test.n_a if control.test is not None else 0
             note = (f" The good config as given, run beside B as a control ({pairs} seeds each), does not beat B "
                     f"either, so the {len(held)} held difference(s) ({names}) do not hide the regression.")
             return replace(decision, verdict=decision.verdict + note)
+        self.control["held_searched"] = True
         second = self.drive(make_strategy(self.settings.strategy, wide), runner, wide)
         ctx.runs_used, ctx.out_of_time = wide.runs_used, wide.out_of_time
         why = (f"The good config as given beats B, but A with the {len(held)} difference(s) judged to have no effect held at B's values ({names}) "
@@ -356,6 +365,8 @@ def _control_json(control: Calibration, held: list[Factor]) -> dict[str, Any]:
         "p_value": None if test is None else test.p,
         "seeds": 0 if test is None else test.n_a,
         "held": [f.name for f in held],
+        "complete": control.complete,
+        "held_searched": False,  # True once the held differences joined the search
     }
 
 

@@ -74,9 +74,9 @@ def test_report_matches_golden(search_dir: Path) -> None:
 def test_report_states_the_verdict_with_numbers(search_dir: Path) -> None:
     text = write_report("bisect-out", environment=ENV, figures=False).read_text(encoding="utf-8")
     verdict = text.split("## Verdict", 1)[1].split("##", 1)[0]
-    assert "B is worse than A by 7.8 points" in verdict
+    assert "B is worse than A by 0.078 (val_per 0.284 ± 0.00545 for B" in verdict  # val_per as logged, as the terminal says it
     # the search decides on 90 % intervals (80–102 %); the page reports every interval at 95 %
-    assert "Reverting `learning_rate` (`lrStart/lrEnd`: 0.0008 -> 0.02) alone recovers 91 % (95 % CI 78–104 %) of the 7.8-point val_per gap." in verdict
+    assert "Reverting `learning_rate` (`lrStart/lrEnd`: 0.0008 -> 0.02) alone recovers 91 % (95 % CI 78–104 %) of the 0.078 gap in val_per." in verdict
     assert "90 %" not in text
     assert "`use_layer_norm`" in verdict  # the masking change is named
     assert "Partial report" not in text
@@ -165,7 +165,7 @@ def test_not_reproduced_says_so_with_the_interval(search_dir: Path) -> None:
     (search_dir / "summary.json").write_text(json.dumps(summary))
     paragraph = build_report("bisect-out", environment=ENV, figures=False)["verdict"]["paragraph"]
     assert "the regression did not reproduce" in paragraph
-    assert "B − A = +0.2 points" in paragraph and "95 % CI -0.4 to 0.8 points" in paragraph
+    assert "B − A = +0.002 (val_per" in paragraph and "95 % CI -0.004 to 0.008" in paragraph
     assert "Reverting" not in paragraph
     assert "The regression did not reproduce at 200 steps." in paragraph
 
@@ -216,8 +216,9 @@ def test_environment_reads_git_state(tmp_path: Path) -> None:
     assert git_state(tmp_path.parent / "no-repo-here") is None
 
 
-def test_rates_read_as_points_and_explained_interval() -> None:
-    assert metric_unit("val_per", [0.2, 0.28]) == Unit(100.0, " %", " points")
+def test_rates_keep_their_logged_units_and_explained_interval() -> None:
+    """A rate logged in [0, 1] is shown as logged (0.078, as the terminal and summary.json say it), never as 7.8 points."""
+    assert metric_unit("val_per", [0.2, 0.28]) == Unit()
     assert metric_unit("val_loss", [0.2, 0.28]) == Unit()
     assert metric_unit("wer", [20.5, 28.3]) == Unit(1.0, " %", " points")
     frac, lo, hi = explained({"effect": 0.071, "ci_low": 0.0665, "ci_high": 0.0755}, {"effect": 0.078, "ci_low": 0.0705, "ci_high": 0.0855})
@@ -240,7 +241,7 @@ def test_commit_culprit_names_the_commit(search_dir: Path, monkeypatch: pytest.M
     (search_dir / "summary.json").write_text(json.dumps(summary))
     paragraph = build_report(search_dir, environment=ENV, figures=False)["verdict"]["paragraph"]
     assert f'The first bad commit is `{sha[:12]}` "Lower the learning rate"' in paragraph
-    assert "files: `train.py`" in paragraph and "effect +7.0 (6.0 to 8.0)" in paragraph
+    assert "files: `train.py`" in paragraph and "effect +0.07 (0.06 to 0.08)" in paragraph
 
 
 def edge_ink(path: Path, border: int = 2) -> dict[str, float]:

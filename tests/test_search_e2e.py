@@ -319,3 +319,18 @@ def test_after_a_resume_under_another_strategy_every_output_counts_the_same_runs
     assert f"{summary['runs']} runs in {summary['rounds']} rounds; summary:" in output
     report = (root / "out" / "report.md").read_text()
     assert f"{summary['runs']} trials in {summary['rounds']} rounds" in report
+
+
+def test_the_good_config_as_given_runs_as_a_control_whenever_differences_are_held(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0 + (lr < 0.01)", "noise": 0.05})
+    for name, workers in (("good", 0), ("bad", 8)):
+        config = yaml.safe_load((root / f"{name}.yaml").read_text())
+        (root / f"{name}.yaml").write_text(yaml.safe_dump({**config, "num_workers": workers}))
+    code, summary, output = run_search(root)
+    assert code == 0, output
+    assert summary["culprits"] == [["lr"]]
+    control = summary["details"]["control"]
+    assert (control["beats_b"], control["held_searched"], control["held"]) == (True, False, ["num_workers"])
+    labels = [e["trial"]["label"] for e in read_journal(root / "out") if e.get("event") == "trial"]
+    assert labels.count("A (as given)") == control["seeds"] >= 2
+    assert "- Control: the good config exactly as given, run beside B over" in (root / "out" / "report.md").read_text()

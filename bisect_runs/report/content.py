@@ -35,7 +35,7 @@ STATISTICS = (
 
 @dataclass(frozen=True)
 class Unit:
-    """How to show a metric: rates in [0, 1] as percent with one decimal, differences in points."""
+    """How to show a metric: rates logged in percent with one decimal, differences in points."""
 
     scale: float = 1.0
     suffix: str = ""  # after a value: " %"
@@ -62,13 +62,15 @@ class Unit:
 
 
 def metric_unit(metric: str, values: Iterable[float]) -> Unit:
-    """Rates (PER, WER, accuracy, ...) logged in [0, 1] read as percent, differences in points."""
+    """Rates (PER, WER, accuracy, ...) logged in percent (0-100) read with `%` and `points`; every other
+    metric, a rate logged in [0, 1] included, in its own units, as the terminal, summary.json and
+    `compare` give it (never rescaled: one number means one thing everywhere)."""
     words = set(re.split(r"[^a-z0-9]+", re.sub(r"(?<=[a-z])(?=[A-Z])", "_", metric).lower()))
     if not words & set(RATE_WORDS):
         return Unit()
     finite_values = [v for v in values if math.isfinite(v)]
     if finite_values and all(0.0 <= v <= 1.0 for v in finite_values):
-        return Unit(100.0, " %", " points")
+        return Unit()
     if finite_values and all(0.0 <= v <= 100.0 for v in finite_values):
         return Unit(1.0, " %", " points")
     return Unit()
@@ -142,8 +144,10 @@ def variant_groups(trials: list[TrialRecord]) -> dict[str, list[TrialRecord]]:
 def regression_section(s: dict[str, Any], groups: dict[str, list[TrialRecord]], mode: str, unit: Unit) -> dict[str, Any] | None:
     """The B-vs-A gap: the search's estimate (positive = B worse), and A's and B's mean ± sd.
 
-    Where the good config ran exactly as given (the held differences were searched too), that is A."""
-    a = _ok_values(groups.get(AS_GIVEN) or groups.get("A", []))
+    Where the held differences were searched too (the control beat B), A is the config as given."""
+    control = _details(s).get("control")
+    as_given = isinstance(control, dict) and bool(control.get("held_searched"))
+    a = _ok_values(groups.get(AS_GIVEN, []) if as_given else groups.get("A", []))
     b = _ok_values(groups.get("B", []))
     reg = s.get("regression") if isinstance(s.get("regression"), dict) else None
     out: dict[str, Any] = {

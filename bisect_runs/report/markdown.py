@@ -61,15 +61,22 @@ def _names_cell(r: dict[str, Any]) -> str:
 
 
 def _control_line(control: Any) -> list[str]:
-    """The good config exactly as given, run against B because the searched A did not beat it."""
+    """What the good config exactly as given showed against B (it runs whenever differences were held)."""
     if not isinstance(control, dict):
         return []
     held = ", ".join(f"`{_cell(str(name))}`" for name in control.get("held") or [])
-    if control.get("beats_b"):
-        return [f"- Control: the good config exactly as given beat B, but A with the differences judged to have "
-                f"no effect held at B's values ({held}) did not, so those were searched too."]
-    return [f"- Control: the good config exactly as given, run beside B over {control.get('seeds')} seeds, "
-            f"did not beat B either; the held differences ({held}) do not hide a regression."]
+    seeds = control.get("seeds")
+    if control.get("held_searched"):
+        text = (f"the good config exactly as given beat B, but A with the differences judged to have no effect "
+                f"held at B's values ({held}) did not, so those were searched too.")
+    elif control.get("complete") is False and not control.get("beats_b"):
+        text = f"the budget ran out before the good config exactly as given was judged against B (held: {held})."
+    elif control.get("beats_b"):
+        text = f"the good config exactly as given, run beside B over {seeds} seeds, beats B too (held: {held})."
+    else:
+        text = (f"the good config exactly as given, run beside B over {seeds} seeds, did not beat B; "
+                f"the held differences ({held}) do not hide a regression.")
+    return [f"- Control: {text}"]
 
 
 PART_TITLES = {"config": "Config differences at the bad commit", "code": "Code, bisected with the good config"}
