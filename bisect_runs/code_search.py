@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bisect_runs import stats
+from bisect_runs.crashes import attempt_counts
 from bisect_runs.errors import SettingsError
 from bisect_runs.executors import get_executor
 from bisect_runs.executors.base import Launch
@@ -520,7 +521,7 @@ class CommitRunner(TrialRunner):
 def observe(requests: list[Request], outcomes: list[Outcome]) -> list[Observation]:
     """Outcomes as strategy observations (a crash that did not repeat is `infra`, not judged)."""
     return [
-        Observation(r.point, r.seed, INFRA if o.infra else o.status, o.value if o.status == OK else None)
+        Observation(r.point, r.seed, INFRA if o.infra else o.status, o.value if o.status == OK else None, *attempt_counts(o))
         for r, o in zip(requests, outcomes, strict=True)
     ]
 

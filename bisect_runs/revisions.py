@@ -154,22 +154,35 @@ class Worktrees:
         self.close()
 
     def _valid(self, path: Path, sha: str) -> bool:
-        """A worktree left by an earlier run is reused only if git still knows it and it sits at `sha`."""
-        if not (path / ".git").is_file():
-            return False
+        """A worktree left by an earlier run is reused only if git knows it unlocked, at `sha`, with every tracked file as committed."""
+        if not (path / ".git").is_file() or self._registration(path) != "unlocked":
+            return False  # a kill during `git worktree add` leaves it locked ("initializing") and half made
         import git
 
         try:
-            return bool(git.Repo(path).head.commit.hexsha == sha)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
+            tree = git.Repo(path)
+            if tree.head.commit.hexsha != sha:
+                return False
+            tree.git.diff_index("--quiet", "HEAD", "--")  # exit 1: a tracked file differs or is missing
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError, git.GitCommandError):
             return False
+        return True
+
+    def _registration(self, path: Path) -> str:
+        """"unlocked", "locked" or "unknown": how `git worktree list` knows this path."""
+        listing = self.repo.git.worktree("list", "--porcelain").split("\n\n")
+        for entry in listing:
+            lines = entry.splitlines()
+            if lines and Path(lines[0].removeprefix("worktree ")).resolve() == path.resolve():
+                return "locked" if any(line.startswith("locked") for line in lines) else "unlocked"
+        return "unknown"
 
     def _discard(self, path: Path) -> None:
         if (path / ".git").exists():
             import git
 
             try:
-                self.repo.git.worktree("remove", "--force", str(path))
+                self.repo.git.worktree("remove", "--force", "--force", str(path))  # twice: also a locked one
             except git.GitCommandError:
                 pass  # not registered any more; the directory is removed below and pruned
         if path.exists():

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from bisect_runs.crashes import EXTRA_RETRIES, looks_like_infrastructure
 from bisect_runs.errors import TrialError
 from bisect_runs.executors.base import Executor, Launch, ProcessEnd
 from bisect_runs.journal import Journal
@@ -81,6 +82,7 @@ class TrialRunner:
         self.base_keys = base_keys  # the base config's flat keys: {overrides} adds the others with `+`
         self.runs = 0  # distinct trials of this search run so far (replayed from a resumed journal too)
         self.launched = 0  # processes started by this runner, retries included
+        self.flaky_seen = False  # a crash went away on retry: later crashes get more retries
         self._counted: set[str] = set()
         self._trials: dict[str, Trial] = {}
         executor.on_submitted = self._submitted
@@ -197,10 +199,16 @@ class _Batch:
         attempt = self.attempt[trial.id]
         outcome = finish(trial, end, self.r.metric, self.r.out_dir, attempt)
         lost = outcome.detail.startswith("lost")  # the executor already requeued it
-        if outcome.status == CRASHED and not lost and attempt <= self.r.retries:
+        if outcome.status == CRASHED and not lost and attempt <= self._retries_for(outcome):
             self._retry(trial, outcome)
             return
         self._record(trial, outcome)
+
+    def _retries_for(self, outcome: Outcome) -> int:
+        """`retries`, and a few more for a crash that looks like the machine's (see bisect_runs.crashes)."""
+        if self.r.retries and looks_like_infrastructure(outcome, self.r.flaky_seen):
+            return self.r.retries + EXTRA_RETRIES
+        return self.r.retries
 
     def _retry(self, trial: Trial, outcome: Outcome) -> None:
         self.earlier[trial.id].append(outcome)
@@ -215,7 +223,8 @@ class _Batch:
         lost = outcome.status == CRASHED and outcome.detail.startswith("lost")
         if earlier or lost:
             outcome.attempts = [_attempt_summary(o) for o in earlier]
-            outcome.infra = lost or outcome.status not in (CRASHED, INTERRUPTED)
+            outcome.infra = lost  # a retry that finished is a valid run: its value is kept
+            self.r.flaky_seen |= bool(earlier) and outcome.status not in (CRASHED, INTERRUPTED)
             write_outcome(self.r.out_dir, outcome)
         self.r.journal.record(trial, outcome)
         self.results[trial.id] = outcome

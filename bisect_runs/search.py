@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
+from bisect_runs.crashes import attempt_counts
 from bisect_runs.diff import DiffOptions, Factor, diff_configs, load_defaults
 from bisect_runs.errors import RunError, SettingsError
 from bisect_runs.executors import get_executor
@@ -310,7 +311,8 @@ class Search:
             self.outcomes.setdefault((request.point, request.seed), []).append(outcome)
             status = INFRA if getattr(outcome, "infra", False) else outcome.status
             value = outcome.value if outcome.status == OK else None
-            observations.append(Observation(request.point, request.seed, status, value))
+            attempts, crashed = attempt_counts(outcome)
+            observations.append(Observation(request.point, request.seed, status, value, attempts, crashed))
         return observations
 
     # -- results ------------------------------------------------------------------------

@@ -98,3 +98,28 @@ def test_worktrees_left_by_a_killed_search_are_reused_or_replaced(tmp_path: Path
         fixed = trees.checkout(repo.shas[0])
         assert git(fixed, "rev-parse", "HEAD") == repo.shas[0]
     assert git(repo.path, "worktree", "list", "--porcelain").count("worktree ") == 1
+
+
+def test_a_half_made_locked_worktree_is_replaced_not_reused(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, commits=2, culprit=1, broken=None)
+    cache = tmp_path / "worktrees"
+    path = cache / repo.shas[1][:16]
+    # what a kill -9 during `git worktree add` leaves: registered, locked as initializing, files missing
+    git(repo.path, "worktree", "add", "-q", "--lock", "--reason", "initializing", "--detach", str(path), repo.shas[1])
+    (path / "train.py").unlink()
+    with Worktrees(open_repo(repo.path), cache) as trees:
+        fixed = trees.checkout(repo.shas[1])
+        assert fixed == path.resolve() and (fixed / "train.py").is_file()
+        assert "\nlocked" not in git(repo.path, "worktree", "list", "--porcelain")
+    assert git(repo.path, "worktree", "list", "--porcelain").count("worktree ") == 1
+
+
+def test_a_worktree_whose_tracked_files_changed_is_replaced(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, commits=2, culprit=1, broken=None)
+    cache = tmp_path / "worktrees"
+    kept = Worktrees(open_repo(repo.path), cache, keep=True)
+    path = kept.checkout(repo.shas[1])
+    (path / "train.py").write_text("raise SystemExit(1)\n")
+    with Worktrees(open_repo(repo.path), cache) as trees:
+        assert trees.checkout(repo.shas[1]) == path
+        assert "SystemExit" not in (path / "train.py").read_text()

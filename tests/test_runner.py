@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from trainers import FAKE_TRAINER, fake_command, yaml_writer
 
+from bisect_runs.crashes import EXTRA_RETRIES
 from bisect_runs.errors import TrialError
 from bisect_runs.executors.base import ProcessEnd
 from bisect_runs.executors.local import LocalExecutor
@@ -101,14 +102,18 @@ def test_tensorboard_metric_source(tmp_path: Path) -> None:
     assert outcome.steps_per_s == 7.0
 
 
-def test_flaky_crash_is_retried_and_marked_infra(tmp_path: Path) -> None:
+def test_flaky_crash_is_retried_and_its_value_kept_then_crashes_get_more_retries(tmp_path: Path) -> None:
     flaky = _trial({"crash": True, "crash_once": str(tmp_path / "crashed-once")})
     broken = _trial({"crash": True}, seed=1)
-    outcomes, runner = _run(tmp_path, [flaky, broken], retries=1)
-    assert (outcomes[0].status, outcomes[0].infra, outcomes[0].attempt) == (OK, True, 2)
-    assert [a["status"] for a in outcomes[0].attempts] == [CRASHED]
-    assert (outcomes[1].status, outcomes[1].infra, len(outcomes[1].attempts)) == (CRASHED, False, 1)
-    assert runner.launched == 4 and runner.runs == 2
+    with LocalExecutor(parallel=2, devices=[], grace_s=0.5) as executor, Journal(tmp_path, resume=True) as journal:
+        runner = TrialRunner(tmp_path, executor, journal, yaml_writer({}), metric=MetricSpec("loss"), retries=1)
+        [first] = runner.run([flaky])
+        assert (first.status, first.infra, first.attempt, first.value is not None) == (OK, False, 2, True)
+        assert [a["status"] for a in first.attempts] == [CRASHED]
+        assert runner.flaky_seen
+        [second] = runner.run([broken])  # this trainer has crashed at random: more retries before judging
+    assert (second.status, second.infra, len(second.attempts)) == (CRASHED, False, 1 + EXTRA_RETRIES)
+    assert runner.launched == 2 + 2 + EXTRA_RETRIES and runner.runs == 2
     for trial in (flaky, broken):
         assert (trial_paths(tmp_path, trial.id).dir / "attempt-1" / "stderr.log").exists()
 

@@ -29,7 +29,8 @@ STATISTICS = (
     "Explained fraction: the share of the B-vs-A gap a difference accounts for (for a culprit, the share that "
     "reverting it repairs: B against B without it), with a Fieller interval at 95 %. "
     "Diverged, crashed and timed-out trials count as the worst outcome for the metric's direction; "
-    "a crash that does not repeat on retry is an infrastructure failure and is not judged."
+    "a retried trial that finishes keeps its value, and a point's crashes count only when it crashes more often "
+    "than the rest of the search explains (one-sided binomial test, 5 %); lost jobs are not judged."
 )
 
 

@@ -33,6 +33,8 @@ class Observation:
     seed: int
     status: str
     value: float | None  # the reduced metric; None unless status == "ok"
+    attempts: int = 1  # runs of this trial, retries included
+    crashed_attempts: int = 0  # of them crashed (a crashed status counts one even when left 0)
 
 
 @dataclass

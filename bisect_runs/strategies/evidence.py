@@ -4,6 +4,8 @@ A failed run (diverged, crashed, timed out) is never dropped: it counts as the f
 value, `ctx.failure_value` when given, else the worst finished value seen so far plus the
 largest of: three noise standard deviations, the spread of finished values, twice
 `min_effect` (so that a failure always reads as clearly worse than any finished run). Infrastructure failures are kept aside, not judged.
+So are the crashes of a point that crashes no more often than the rest of the search (a flaky
+trainer or machine, see bisect_runs.crashes): only a point's own crashes count against it.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bisect_runs.crashes import crashes_are_the_points_own
 from bisect_runs.stats import pooled_sd
 from bisect_runs.strategies.base import (
+    CRASHED,
     FAILED,
     INFRA,
     OK,
@@ -90,11 +94,33 @@ class Evidence:
     def is_failed(self, o: Observation) -> bool:
         return o.status in FAILED or o.value is None or not math.isfinite(o.value)
 
+    def judged(self) -> list[Observation]:
+        """The runs a verdict weighs: every one but the crashes a point shares with the whole search."""
+        own = self.crashing_points()
+        return [o for o in self.observations if o.status != CRASHED or o.point in own]
+
+    def crashing_points(self) -> set[Point]:
+        """Points that crash more often than the search's background rate explains (their crashes are theirs)."""
+        counts: dict[Point, list[int]] = defaultdict(lambda: [0, 0])
+        for o in self.observations:
+            counts[o.point][0] += max(1, o.attempts)
+            counts[o.point][1] += max(o.crashed_attempts, int(o.status == CRASHED))
+        # a point that crashed at every attempt looks like a variant's crash: not part of the background
+        background = [(a, c) for a, c in counts.values() if c < a]
+        all_a, all_c = sum(a for a, _ in background), sum(c for _, c in background)
+        own = set()
+        for point, (a, c) in counts.items():
+            bg_a, bg_c = (all_a - a, all_c - c) if c < a else (all_a, all_c)
+            if crashes_are_the_points_own(c, a, bg_c, bg_a):
+                own.add(point)
+        return own
+
     def table(self) -> tuple[list[Point], np.ndarray]:
         """Every judged run as (point, loss), failures at the failure loss."""
         worst = self.failure_loss()
-        points = [o.point for o in self.observations]
-        y = [worst if self.is_failed(o) else self.sign * float(o.value) for o in self.observations]  # type: ignore[arg-type]
+        judged = self.judged()
+        points = [o.point for o in judged]
+        y = [worst if self.is_failed(o) else self.sign * float(o.value) for o in judged]  # type: ignore[arg-type]
         return points, np.asarray(y, dtype=float)
 
     def grouped(self) -> dict[Point, list[float]]:
@@ -107,19 +133,19 @@ class Evidence:
     def losses(self, point: Point, seeds: set[int] | None = None) -> list[float]:
         """Judged losses at `point`, only those run on `seeds` when given."""
         points, y = self.table()
-        judged = zip(points, y, self.observations, strict=True)
+        judged = zip(points, y, self.judged(), strict=True)
         return [float(v) for p, v, o in judged if p == point and (seeds is None or o.seed in seeds)]
 
     def failure_rates(self) -> dict[Point, tuple[int, int]]:
         """Per point: (failed runs, judged runs)."""
         out: dict[Point, list[int]] = defaultdict(lambda: [0, 0])
-        for o in self.observations:
+        for o in self.judged():
             out[o.point][0] += self.is_failed(o)
             out[o.point][1] += 1
         return {p: (f, n) for p, (f, n) in out.items()}
 
     def count(self, point: Point) -> int:
-        return sum(1 for o in self.observations if o.point == point)
+        return sum(1 for o in self.judged() if o.point == point)
 
     # -- naming ------------------------------------------------------------------------
 
