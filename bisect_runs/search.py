@@ -22,7 +22,7 @@ from bisect_runs.errors import RunError, SettingsError
 from bisect_runs.executors import get_executor
 from bisect_runs.journal import JOURNAL_FILE, Journal
 from bisect_runs.metrics import MetricSpec
-from bisect_runs.progress import Progress
+from bisect_runs.progress import Progress, expected_runs, explanation_so_far
 from bisect_runs.project import Settings, load_project, make_settings
 from bisect_runs.report import write_report
 from bisect_runs.runner import TrialRunner
@@ -113,6 +113,7 @@ class Search:
         self.rounds: list[dict[str, Any]] = []
         self.outcomes: dict[tuple[Point, int], list[Outcome]] = {}
         self.journal: Journal
+        self.phase = ""  # the strategy's phase of the round running now
 
     # -- points -> trials -------------------------------------------------------------
 
@@ -227,12 +228,32 @@ class Search:
         started = time.monotonic()
 
         def evaluate(requests: list[Request]) -> list[Observation]:
+            self.announce_round(strategy, requests, ctx)
             observations = self.run_round(requests, runner)
             ctx.out_of_time = max_s is not None and time.monotonic() - started > max_s
+            if self.progress is not None:
+                self.progress.end_round(self.explanation())
             return observations
 
         decision, _, _ = drive(strategy, evaluate, ctx)
         return decision
+
+    def announce_round(self, strategy: Strategy, requests: list[Request], ctx: SearchContext) -> None:
+        """Tell the progress display (and the trackers) which round and phase start now."""
+        self.phase = strategy_phase(strategy) or self.settings.strategy
+        if self.progress is None:
+            return
+        number = len(self.rounds) + 1
+        expected = expected_runs(self.settings.strategy, len(self.factors), self.settings.seeds or 2)
+        estimate = max(number, math.ceil(expected / max(1, ctx.parallel)))
+        self.progress.start_round(number, self.phase, estimate, len(requests))
+
+    def explanation(self) -> str:
+        """The best explanation the trials so far support, in one line (a crude main-effect reading)."""
+        values = [
+            (point, o.value) for (point, _), outs in self.outcomes.items() for o in outs if o.status == OK and o.value is not None
+        ]  # fmt: skip
+        return explanation_so_far(values, [f.name for f in self.factors], self.settings.mode)
 
     def run_round(self, requests: list[Request], runner: TrialRunner) -> list[Observation]:
         trials = [self.trial_for(r) for r in requests]
@@ -289,6 +310,18 @@ class Search:
 
 class _NothingRan(Exception):
     """Not one trial of the first round finished: the command, metric or budget is wrong."""
+
+
+def strategy_phase(strategy: Strategy) -> str | None:
+    """The phase a suspended strategy asked its round in: the `phase` of the innermost `ask` it waits in."""
+    phase = None
+    gen: Any = strategy
+    while gen is not None:  # strategies are generators delegating with `yield from` down to `rounds.ask`
+        frame = getattr(gen, "gi_frame", None)
+        named = frame.f_locals.get("phase") if frame is not None else None
+        phase = named if isinstance(named, str) else phase
+        gen = getattr(gen, "gi_yieldfrom", None)
+    return phase
 
 
 def nothing_ran(trials: list[Trial], outcomes: list[Outcome], out_dir: Path) -> str:
