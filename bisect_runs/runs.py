@@ -16,13 +16,14 @@ from typing import Any
 
 from bisect_runs.errors import RunError
 from bisect_runs.metrics import MetricSpec, read_history
+from bisect_runs.wandb_log import find_log, read_log
 
 History = list[tuple[int, float]]
 KINDS = ("jsonl", "csv", "tensorboard", "wandb", "mlflow")
 WANDB_HISTORY, WANDB_SUMMARY = "wandb-history.jsonl", "wandb-summary.json"
 # W&B's own counter is `_step`; a trainer's logged step (Lightning, HF) aligns runs better.
 WANDB_STEP_KEYS = ("trainer/global_step", "global_step", "train/global_step", "step", "_step")
-LOOKED_FOR = "metrics.jsonl, a CSV, TensorBoard events, W&B wandb-history.jsonl, MLflow metrics/"
+LOOKED_FOR = "metrics.jsonl, a CSV, TensorBoard events, W&B run-*.wandb or wandb-history.jsonl, MLflow metrics/"
 
 
 @dataclass
@@ -76,6 +77,9 @@ def detect_run(p: Path) -> tuple[str, Path]:
         return "mlflow", p / "metrics"
     if (p / "metrics.jsonl").exists():
         return "jsonl", p / "metrics.jsonl"
+    log = find_log(p)
+    if log is not None:  # the layout W&B writes today: history only in run-*.wandb
+        return "wandb", log
     if next(p.rglob("events.out.tfevents.*"), None) is not None:
         return "tensorboard", p
     csvs = sorted(p.rglob("*.csv"), key=lambda f: (f.name != "metrics.csv", len(f.parts), str(f)))
@@ -90,6 +94,8 @@ def detect_run(p: Path) -> tuple[str, Path]:
 def _detect_file(p: Path) -> tuple[str, Path]:
     if p.name in (WANDB_HISTORY, WANDB_SUMMARY):
         return "wandb", p.parent
+    if p.suffix == ".wandb":
+        return "wandb", p
     if p.name.startswith("events.out.tfevents."):
         return "tensorboard", p.parent
     if p.suffix == ".csv":
@@ -113,6 +119,10 @@ def _read_tensorboard(path: Path, problems: list[str]) -> dict[str, History]:
 
 def _read_wandb(files: Path, problems: list[str]) -> dict[str, History]:
     """W&B history lines (internal `_` keys and media dicts skipped), plus summary-only metrics."""
+    if files.suffix == ".wandb":
+        log = read_log(files)
+        problems.extend(log.problems)
+        return log.series()
     series: dict[str, History] = {}
     history = files / WANDB_HISTORY
     records = [r for r in map(_parse_json_line, _lines(history)) if r is not None]

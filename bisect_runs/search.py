@@ -38,6 +38,7 @@ from bisect_runs.strategies.base import (
     SearchContext,
     Strategy,
 )
+from bisect_runs.trackers import Tracking
 from bisect_runs.trials import OK, Outcome, Trial, check_command, make_trial, trial_paths
 from bisect_runs.variants import ABSENT, apply_changes, write_data, write_variant
 
@@ -114,6 +115,7 @@ class Search:
         self.outcomes: dict[tuple[Point, int], list[Outcome]] = {}
         self.journal: Journal
         self.phase = ""  # the strategy's phase of the round running now
+        self.tracking: Tracking
 
     # -- points -> trials -------------------------------------------------------------
 
@@ -206,13 +208,32 @@ class Search:
             if not self.factors:
                 decision = Decision(False, [], [], "The configs do not differ in any searchable key.")
                 return self.finish(decision, runner, complete=True)
+            self.tracking = self.open_tracking(runner)
             try:
                 decision = self.drive(make_strategy(s.strategy, ctx), runner, ctx)
             except KeyboardInterrupt:
+                self.tracking.close(None, None)
                 self.partial_report()
                 raise
+            except BaseException:
+                self.tracking.close(None, None)
+                raise
             complete = not ctx.out_of_time and bool(decision.details.get("complete", True))
-            return self.finish(decision, runner, complete=complete)
+            result = self.finish(decision, runner, complete=complete)
+            self.tracking.close(result.verdict, result.reproduced)
+            return result
+
+    def open_tracking(self, runner: TrialRunner) -> Tracking:
+        """Group the trials in W&B and MLflow: through each trial's environment, and nested MLflow runs."""
+        s = self.settings
+        search = {"good": s.good, "bad": s.bad, "metric": s.metric, "mode": s.mode, "steps": s.steps,
+                  "strategy": s.strategy, "seeds": s.seeds, "out": str(self.out_dir)}  # fmt: skip
+        keys = [d.key_b or d.key_a for f in self.factors for d in f.differences]
+        params = {k: self.diff.flat_b.values.get(k, ABSENT) for k in keys if k is not None}
+        tracking = Tracking.open(self.out_dir, bool(s.resume), s.metric or "", search, params)
+        runner.extra_env = tracking.env
+        runner.on_finished = tracking.finished
+        return tracking
 
     def partial_report(self) -> None:
         """An interrupted search still leaves a report of what finished, marked partial."""
@@ -241,6 +262,7 @@ class Search:
     def announce_round(self, strategy: Strategy, requests: list[Request], ctx: SearchContext) -> None:
         """Tell the progress display (and the trackers) which round and phase start now."""
         self.phase = strategy_phase(strategy) or self.settings.strategy
+        self.tracking.phase = self.phase
         if self.progress is None:
             return
         number = len(self.rounds) + 1

@@ -1,0 +1,89 @@
+"""Trials in the lab's trackers, with the real packages: W&B offline runs and an MLflow SQLite store."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from test_search_e2e import run_search
+
+from bisect_runs.journal import read_journal
+from bisect_runs.trials import trial_paths
+
+TRACKED = Path(__file__).parent / "trainers" / "tracked_trainer.py"
+GOOD = {"lr": 0.02, "dropout": 0.1}
+BAD = {"lr": 0.0008, "dropout": 0.2}
+
+
+def tracked_project(tmp_path: Path, flag: str, **settings: Any) -> Path:
+    """good/bad configs, and a bisect.yaml whose trainer logs to a tracker."""
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump(GOOD))
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(BAD))
+    command = f"{sys.executable} {TRACKED} {{config}} {{run_dir}} {{steps}} {{seed}} {flag}"
+    project = {"good": "good.yaml", "bad": "bad.yaml", "command": command, "metric": "loss", "mode": "min",
+               "steps": 8, "parallel": 2, "seeds": 1, "max_runs": 4, "out": "out", **settings}  # fmt: skip
+    (tmp_path / "bisect.yaml").write_text(yaml.safe_dump(project))
+    return tmp_path
+
+
+def trials(out: Path) -> list[dict[str, Any]]:
+    """Every journaled trial with its outcome."""
+    return [{**e["trial"], "outcome": e["outcome"]} for e in read_journal(out) if e.get("event") == "trial"]
+
+
+def test_wandb_runs_are_grouped_by_search_named_by_variant_and_read_as_the_metric(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    root = tracked_project(tmp_path, "--wandb", metric="train/loss", metric_source="wandb")
+    code, _, output = run_search(root)
+    assert code in (0, 1), output
+    search_id = json.loads((root / "out" / "tracking.json").read_text())["search_id"]
+    assert search_id.startswith("out-")
+    done = trials(root / "out")
+    assert {t["label"] for t in done} >= {"A", "B"}
+    for t in done:
+        run_dir = trial_paths(root / "out", t["id"]).run_dir
+        seen = json.loads((run_dir / "wandb_run.json").read_text())  # what wandb.run itself says
+        assert seen["group"] == search_id and seen["name"] == f"{t['label']} seed={t['seed']}"
+        assert seen["tags"][0] == "bisect-runs" and seen["tags"][1] in ("calibrate", "screen", "confirm")
+        assert seen["job_type"] == (t["label"] if t["label"] in ("A", "B") else "variant")
+        assert Path(seen["dir"]).is_relative_to(run_dir)
+        last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+        assert t["outcome"]["value"] == pytest.approx(last["loss"])  # judged from run-*.wandb
+        assert next((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_mlflow_search_is_a_parent_run_with_a_nested_run_per_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    root = tracked_project(tmp_path, "--mlflow", max_runs=2)  # A and B: each trainer imports mlflow (slow)
+    code, summary, output = run_search(root)
+    assert code in (0, 1), output
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("bisect-runs")
+    runs = client.search_runs([experiment.experiment_id])
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "FINISHED" and parent.data.tags["bisect_runs.metric"] == "loss"
+    assert parent.data.tags["mlflow.note.content"] == summary["verdict"]
+    assert parent.info.run_name == json.loads((root / "out" / "tracking.json").read_text())["search_id"]
+    nested = {r.data.tags["bisect_runs.trial"]: r for r in runs if r is not parent}
+    done = trials(root / "out")
+    assert set(nested) == {t["id"] for t in done}
+    for t in done:
+        run = nested[t["id"]]
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.info.run_name == f"{t['label']} seed={t['seed']}"
+        assert run.data.tags["bisect_runs.phase"] in ("calibrate", "screen", "confirm")
+        assert run.data.tags["bisect_runs.outcome"] == "ok" and run.info.status == "FINISHED"
+        expected = GOOD if t["label"] == "A" else BAD if t["label"] == "B" else None
+        if expected is not None:
+            assert run.data.params == {k: str(v) for k, v in expected.items()}
+        assert run.data.metrics["loss"] == pytest.approx(t["outcome"]["value"])
+        assert run.data.tags["trainer"] == "tracked_trainer" and "train_loss" in run.data.metrics  # the trainer's own logging
