@@ -16,6 +16,8 @@ from typing import Any
 
 from bisect_runs.errors import RunError
 from bisect_runs.metrics import MetricSpec, read_history
+from bisect_runs.mlflow_runs import read_run as read_mlflow_run
+from bisect_runs.mlflow_runs import run_ref
 from bisect_runs.wandb_log import find_log, read_log
 
 History = list[tuple[int, float]]
@@ -34,17 +36,18 @@ class Run:
     kind: str
     series: dict[str, History] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    title: str = ""  # the tracker's name for the run, when it has one
 
     @property
     def name(self) -> str:
-        return self.path.name or str(self.path)
+        return self.title or self.path.name or str(self.path)
 
     def shifted(self, offset: int) -> Run:
         """The same run with `offset` added to every step (a resumed run that logged from 0)."""
         if not offset:
             return self
         series = {n: [(s + offset, v) for s, v in h] for n, h in self.series.items()}
-        return Run(self.path, self.kind, series, self.problems)
+        return Run(self.path, self.kind, series, self.problems, self.title)
 
     def steps(self) -> tuple[int, int] | None:
         """First and last step logged for any metric."""
@@ -54,6 +57,12 @@ class Run:
 
 def read_run(path: str | Path) -> Run:
     """Read every metric history of a run directory (or a single metrics file)."""
+    run_id = run_ref(str(path))
+    if run_id is not None:  # a run of the MLflow tracking store
+        tracked = read_mlflow_run(run_id)
+        if not tracked.series:
+            raise RunError(f"{path}: the MLflow run {tracked.name!r} logged no metrics")
+        return Run(path=Path(str(path)), kind="mlflow", series=tracked.series, title=tracked.name)
     p = Path(path).expanduser()
     if not p.exists():
         raise RunError(f"{p}: no such run directory or metrics file")
