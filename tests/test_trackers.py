@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from test_search_e2e import run_search
 
+from bisect_runs.cli import cli
 from bisect_runs.journal import read_journal
 from bisect_runs.trials import trial_paths
 
@@ -56,6 +58,13 @@ def test_wandb_runs_are_grouped_by_search_named_by_variant_and_read_as_the_metri
         last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
         assert t["outcome"]["value"] == pytest.approx(last["loss"])  # judged from run-*.wandb
         assert next((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    by_label = {t["label"]: next((trial_paths(root / "out", t["id"]).run_dir / "wandb").glob("offline-run-*")) for t in done}
+    compared = CliRunner().invoke(cli, ["compare", str(by_label["A"]), str(by_label["B"])])
+    assert compared.exit_code == 0, compared.output
+    lines = compared.output.splitlines()
+    assert lines[0] == f"Config differences, {by_label['A'].name} (A) vs {by_label['B'].name} (B), most impactful first"
+    assert any(line.split()[:3] == ["lr", "0.02", "0.0008"] for line in lines)
+    assert any(line.startswith("train/loss ") for line in lines)  # history from run-*.wandb
 
 
 def test_mlflow_search_is_a_parent_run_with_a_nested_run_per_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,3 +96,19 @@ def test_mlflow_search_is_a_parent_run_with_a_nested_run_per_trial(tmp_path: Pat
             assert run.data.params == {k: str(v) for k, v in expected.items()}
         assert run.data.metrics["loss"] == pytest.approx(t["outcome"]["value"])
         assert run.data.tags["trainer"] == "tracked_trainer" and "train_loss" in run.data.metrics  # the trainer's own logging
+
+    ids = {t["label"]: nested[t["id"]].info.run_id for t in done}
+    runner = CliRunner()
+    diffed = runner.invoke(cli, ["diff", f"mlflow:{ids['A']}", f"runs:/{ids['B']}", "--format", "json"])
+    assert diffed.exit_code == 1, diffed.output
+    assert {row["key"] for row in json.loads(diffed.output)} == {"lr", "dropout"}
+    compared = runner.invoke(cli, ["compare", f"mlflow:{ids['A']}", f"runs:/{ids['B']}"])
+    assert compared.exit_code == 0, compared.output
+    lines = compared.output.splitlines()
+    assert lines[0] == "Config differences, A seed=0 (A) vs B seed=0 (B), most impactful first"
+    assert any(line.split()[:3] == ["lr", "0.02", "0.0008"] for line in lines)
+    assert "Metrics, A seed=0 (A) vs B seed=0 (B)" in lines
+    env = lines[lines.index("Environment differences, A seed=0 (A) vs B seed=0 (B)") :]
+    assert any(line.split() == ["git", "commit", "1111111", "2222222"] for line in env)
+    missing = runner.invoke(cli, ["diff", "mlflow:nosuchrun", f"mlflow:{ids['B']}"])
+    assert missing.exit_code == 2 and missing.output.startswith("Error: mlflow:nosuchrun: no such run in the tracking store sqlite:///")

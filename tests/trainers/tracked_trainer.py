@@ -47,6 +47,7 @@ def log_mlflow(cfg: dict, history: list[tuple[int, float]]) -> None:
 
     with mlflow.start_run():  # MLFLOW_RUN_ID from bisect-runs: the trial's nested run
         mlflow.set_tag("trainer", "tracked_trainer")
+        mlflow.set_tag("mlflow.source.git.commit", "1111111" if cfg["lr"] >= 0.01 else "2222222")
         for step, loss in history:
             mlflow.log_metric("train_loss", loss, step=step)
 
