@@ -147,6 +147,8 @@ def _reproduce(c: dict[str, Any]) -> list[str]:
         lines += [f"Continue the search where it stopped{where}{how} (finished trials are not rerun):", "", "```sh", r["resume"], "```", ""]
         where = ""
     lines += [f"Rerun the whole search{where} (same trials, same seeds; finished ones are reused with `--resume`):", "", "```sh", r["search"], "```", ""]
+    if r.get("full") and r["full"] != r["search"]:
+        lines += ["The same search with every setting spelled out (configs, trainer command, metric, mode, steps, strategy):", "", "```sh", r["full"], "```", ""]
     lines += ["Regenerate this page without running anything:", "", "```sh", r["report"], "```", ""]
     lines += [
         f"- Good config (A): `{r['good']}`; regressed config (B): `{r['bad']}`",
