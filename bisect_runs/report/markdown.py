@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from bisect_runs.report.content import Unit, num
@@ -37,6 +38,9 @@ def _verdict(c: dict[str, Any]) -> list[str]:
     good, bad = c.get("good"), c.get("bad")
     if good or bad:
         lines += [f"A (good): `{good}` · B (regressed): `{bad}` · metric: `{c['metric']}` ({_direction(c['mode'])})", ""]
+    note = metric_note(str(c.get("metric") or ""))
+    if note:
+        lines += [f"*What `{c['metric']}` is:* {note}", ""]
     lines += [c["verdict"]["paragraph"] or "No verdict yet: too few trials have finished.", ""]
     details = c.get("details") or {}
     bullets = []
@@ -252,3 +256,13 @@ def _pad(text: str) -> str:
 
 def _positive(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def metric_note(name: str) -> str | None:
+    """The explanation of a well-known metric (PER, WER, NLL) from metric_notes.yaml, if one matches."""
+    import re
+
+    import yaml
+
+    notes = yaml.safe_load((Path(__file__).with_name("metric_notes.yaml")).read_text(encoding="utf-8"))
+    return next((str(n["note"]) for n in notes if re.search(n["pattern"], name, re.IGNORECASE)), None)
