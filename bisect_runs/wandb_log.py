@@ -155,7 +155,6 @@ def _chunks(path: Path, problems: list[str]) -> list[bytes]:
         if kind == 0 and length == 0:
             break
         if len(body) < length or zlib.crc32(body, zlib.crc32(bytes([kind]))) & 0xFFFFFFFF != crc:
-            problems.append(f"{path}: torn or corrupt record at byte {at}; the rest is skipped")
             break
         at += CHUNK.size + length
         if kind == FULL:
@@ -167,6 +166,8 @@ def _chunks(path: Path, problems: list[str]) -> list[bytes]:
         elif kind == LAST:
             records.append(pending + body)
             pending = b""
+    if data[at:].strip(b"\0"):  # bytes left that are neither a whole record nor block padding
+        problems.append(f"{path}: torn or corrupt record at byte {at}; the rest is skipped")
     return records
 
 

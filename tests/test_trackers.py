@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -112,3 +114,21 @@ def test_mlflow_search_is_a_parent_run_with_a_nested_run_per_trial(tmp_path: Pat
     assert any(line.split() == ["git", "commit", "1111111", "2222222"] for line in env)
     missing = runner.invoke(cli, ["diff", "mlflow:nosuchrun", f"mlflow:{ids['B']}"])
     assert missing.exit_code == 2 and missing.output.startswith("Error: mlflow:nosuchrun: no such run in the tracking store sqlite:///")
+
+
+def test_a_torn_wandb_log_keeps_what_was_written_and_says_where_it_stopped(tmp_path: Path) -> None:
+    pytest.importorskip("wandb")
+    from bisect_runs.wandb_log import find_log, read_log
+
+    logs = "".join(f"run.log({{'loss': {2 - s / 10}}}, step={s})\n" for s in range(10))
+    script = f"import wandb\nrun = wandb.init(project='p', config={{'lr': 0.02}})\n{logs}run.finish()\n"
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=120)
+    log = find_log(tmp_path / "wandb")
+    assert log is not None
+    whole = read_log(log)
+    assert whole.config == {"lr": 0.02} and [s for s, _ in whole.series()["loss"]] == list(range(10))
+    log.write_bytes(log.read_bytes()[:-40])  # killed mid-write
+    torn = read_log(log)
+    assert torn.problems and "torn or corrupt record at byte" in torn.problems[0]
+    assert torn.series()["loss"][:5] == whole.series()["loss"][:5]
