@@ -107,7 +107,14 @@ class MlflowSearch:
                 "MLFLOW_TRACKING_URI is set but the mlflow package is not installed: pip install 'bisect-runs[mlflow]' "
                 "(or unset MLFLOW_TRACKING_URI)"
             ) from None
-        client = MlflowClient()
+        try:
+            return cls._start(MlflowClient(), search_id, parent, search)
+        except Exception as exc:  # MlflowException, the store's driver errors: one line naming the store
+            text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise SettingsError(f"MLFLOW_TRACKING_URI={os.environ.get('MLFLOW_TRACKING_URI')}: {text}") from None
+
+    @classmethod
+    def _start(cls, client: Any, search_id: str, parent: str | None, search: dict[str, Any]) -> MlflowSearch:
         experiment_id = _experiment(client)
         if parent:
             client.update_run(parent, status="RUNNING")

@@ -132,3 +132,12 @@ def test_a_torn_wandb_log_keeps_what_was_written_and_says_where_it_stopped(tmp_p
     torn = read_log(log)
     assert torn.problems and "torn or corrupt record at byte" in torn.problems[0]
     assert torn.series()["loss"][:5] == whole.series()["loss"][:5]
+
+
+def test_an_unusable_mlflow_store_is_one_error_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuch://store")
+    root = tracked_project(tmp_path, "--mlflow", max_runs=2)
+    code, _, output = run_search(root)
+    assert code == 2 and output.startswith("Error: MLFLOW_TRACKING_URI=nosuch://store: ")
+    assert len(output.splitlines()) == 1 and not (root / "out" / "trials").exists()
