@@ -21,4 +21,4 @@ bench:
 demo:
 	$(PYTHON) -m pip install torch==2.13.0 -e '.[demo,report]'
 	bisect-runs diff configs/baseline configs/run11 --defaults configs/speech_defaults.yaml
-	bisect-runs search --steps 200
+	bisect-runs search --resume

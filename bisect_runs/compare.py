@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from bisect_runs.compare_context import RunContext, run_context, run_title
 from bisect_runs.errors import SettingsError
 from bisect_runs.escaping import markdown
 from bisect_runs.runs import History, Run, read_run
@@ -104,6 +105,9 @@ class Comparison:
     only_b: list[str] = field(default_factory=list)
     plots: dict[str, str] = field(default_factory=dict)  # metric -> PNG path
     problems: list[str] = field(default_factory=list)  # lines of the runs' files that were skipped
+    name_a: str = ""  # how headings name the runs (directory or tracker run name)
+    name_b: str = ""
+    context: RunContext | None = None  # config and environment differences the runs recorded
 
     def to_json(self) -> dict[str, Any]:
         return _finite(asdict(self))
@@ -129,6 +133,9 @@ def compare_runs(
         steps_a=a.steps(), steps_b=b.steps(), window=str(window), k=k, smooth=smooth,
         only_a=only_a, only_b=only_b,
         problems=[f"Run {side}: {problem}" for side, run in (("A", a), ("B", b)) for problem in run.problems],
+        name_a=run_title(str(run_a if not isinstance(run_a, Run) else a.path), a.title),
+        name_b=run_title(str(run_b if not isinstance(run_b, Run) else b.path), b.title),
+        context=run_context(str(a.path), str(b.path)),
     )  # fmt: skip
     for name_a, name_b in shared:
         ha = [(s, v) for s, v in a.series[name_a] if s in window]
@@ -304,8 +311,36 @@ def render(cmp: Comparison, fmt: str = "table", base: Path | None = None) -> str
     from tabulate import tabulate
 
     if fmt == "table":
-        return tabulate(table_rows(cmp), headers=HEADERS, tablefmt="simple", disable_numparse=True) + "\n" + _footer(cmp)
+        metrics = tabulate(table_rows(cmp), headers=HEADERS, tablefmt="simple", disable_numparse=True) + "\n" + _footer(cmp)
+        return _sections(cmp, "table", metrics)
     return render_markdown(cmp, base)
+
+
+def _sections(cmp: Comparison, tablefmt: str, metrics: str) -> str:
+    """Config differences first, then the metrics, then environment differences, each under a heading."""
+    from tabulate import tabulate
+
+    mark = "### " if tablefmt == "github" else ""
+    names = f"{cmp.name_a} (A) vs {cmp.name_b} (B)"
+    out: list[str] = []
+    ctx = cmp.context
+    if ctx is not None and ctx.differences:
+        rows = [[d["key"], _cell(d.get("a")), _cell(d.get("b")), d["level"], d["reason"]] for d in ctx.differences]
+        out += [f"{mark}Config differences, {names}, most impactful first", "",
+                tabulate(rows, headers=["key", "A", "B", "level", "why"], tablefmt=tablefmt, disable_numparse=True), ""]  # fmt: skip
+    elif ctx is not None and any(ctx.config_found):
+        missing = cmp.name_b if ctx.config_found[0] else cmp.name_a
+        out += [f"{mark}Config differences: none found" + ("" if all(ctx.config_found) else f" ({missing} recorded no config)"), ""]
+    out += [f"{mark}Metrics, {names}", "", metrics.rstrip("\n"), ""]
+    if ctx is not None and ctx.environment:
+        rows = [list(row) for row in ctx.environment]
+        out += [f"{mark}Environment differences, {names}", "",
+                tabulate(rows, headers=["what", "A", "B"], tablefmt=tablefmt, disable_numparse=True), ""]  # fmt: skip
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _cell(value: Any) -> str:
+    return "Not present" if value is None else str(value)
 
 
 def render_markdown(cmp: Comparison, base: Path | None = None) -> str:
@@ -313,15 +348,16 @@ def render_markdown(cmp: Comparison, base: Path | None = None) -> str:
     from tabulate import tabulate
 
     lines = [
-        f"## Run comparison: `{Path(cmp.run_a).name}` (A) vs `{Path(cmp.run_b).name}` (B)",
+        f"## Run comparison: `{cmp.name_a or Path(cmp.run_a).name}` (A) vs `{cmp.name_b or Path(cmp.run_b).name}` (B)",
         "",
         f"- **A**: `{cmp.run_a}` ({cmp.kind_a}, steps {_range(cmp.steps_a)})",
         f"- **B**: `{cmp.run_b}` ({cmp.kind_b}, steps {_range(cmp.steps_b)})",
     ]
     if cmp.window != ":":
         lines.append(f"- Compared over steps {cmp.window.replace(':', '–')} only.")
-    lines += ["", tabulate([[_md(c) for c in row] for row in table_rows(cmp)], headers=HEADERS, tablefmt="github", disable_numparse=True), ""]
-    lines += [_md_footer_line(line) for line in _footer(cmp).splitlines()]
+    table = tabulate([[_md(c) for c in row] for row in table_rows(cmp)], headers=HEADERS, tablefmt="github", disable_numparse=True)
+    footer = "\n".join(_md_footer_line(line) for line in _footer(cmp).splitlines())
+    lines += ["", _sections(cmp, "github", table + "\n\n" + footer).rstrip("\n")]
     if cmp.plots:
         lines += ["", "### Overlays", ""]
         for name, png in cmp.plots.items():

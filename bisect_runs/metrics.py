@@ -19,8 +19,8 @@ from typing import Any
 from bisect_runs.errors import SettingsError, TrialError
 
 History = list[tuple[int, float]]
-SOURCES = ("jsonl", "regex", "csv", "tensorboard")
-DEFAULT_PATHS = {"jsonl": "metrics.jsonl", "csv": "metrics.csv", "regex": None, "tensorboard": "."}
+SOURCES = ("jsonl", "regex", "csv", "tensorboard", "wandb")
+DEFAULT_PATHS = {"jsonl": "metrics.jsonl", "csv": "metrics.csv", "regex": None, "tensorboard": ".", "wandb": "."}
 STEP_FALLBACKS = ("step", "global_step", "trainer/global_step", "_step", "iteration", "iter")
 NUMBER = r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf(?:inity)?)"
 _STEP_IN_LINE = re.compile(r"\b(?:step|iter(?:ation)?)\b\s*[=:#]?\s*(\d+)", re.IGNORECASE)
@@ -218,11 +218,24 @@ def _read_series(run_dir: Path, spec: MetricSpec, log_path: Path | None) -> tupl
     assert path is not None
     if spec.source == "tensorboard":
         return _read_tensorboard(path), str(path), []
+    if spec.source == "wandb":
+        return _read_wandb_log(path)
     if not path.exists():
         return {}, str(path), []
     problems: list[str] = []
     reader = _read_jsonl if spec.source == "jsonl" else _read_csv
     return reader(path, spec.step_key, problems), str(path), problems
+
+
+def _read_wandb_log(where: Path) -> tuple[dict[str, History], str, list[str]]:
+    """The newest W&B run log (`run-*.wandb`) under the run directory (the trainer's WANDB_DIR)."""
+    from bisect_runs.wandb_log import find_log, read_log
+
+    log = find_log(where)
+    if log is None:
+        return {}, str(where / "wandb"), []
+    run = read_log(log)
+    return run.series(), str(log), run.problems
 
 
 def _read_jsonl(path: Path, step_key: str, problems: list[str]) -> dict[str, History]:

@@ -19,7 +19,7 @@ PROJECT_FILE = "bisect.yaml"
 STRATEGIES = ("auto", "screen", "oat", "ddmin")
 EXECUTORS = ("local", "slurm", "ray")
 MODES = ("min", "max")
-METRIC_SOURCES = ("jsonl", "regex", "csv", "tensorboard")
+METRIC_SOURCES = ("jsonl", "regex", "csv", "tensorboard", "wandb")
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
@@ -80,6 +80,8 @@ class TrialRunner:
         self.seed_key = seed_key
         self.gpus_per_trial = gpus_per_trial
         self.base_keys = base_keys  # the base config's flat keys: {overrides} adds the others with `+`
+        self.extra_env: Callable[[Trial], Mapping[str, str]] | None = None  # e.g. the trackers' grouping
+        self.on_finished: Callable[[Trial, Outcome], None] | None = None  # told of every judged trial
         self.runs = 0  # distinct trials of this search run so far (replayed from a resumed journal too)
         self.launched = 0  # processes started by this runner, retries included
         self.flaky_seen = False  # a crash went away on retry: later crashes get more retries
@@ -144,6 +146,7 @@ class TrialRunner:
             seed_key=self.seed_key,
             attempt=attempt,
             base_keys=self.base_keys,
+            extra_env=self.extra_env(trial) if self.extra_env is not None else None,
         )
 
 
@@ -231,6 +234,8 @@ class _Batch:
         self.left -= 1
         if outcome.finished:
             self.r._count({trial.id: outcome})
+        if self.r.on_finished is not None:
+            self.r.on_finished(trial, outcome)
         if self.r.progress is not None:
             self.r.progress.finished(trial, outcome)
 

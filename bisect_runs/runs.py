@@ -16,13 +16,16 @@ from typing import Any
 
 from bisect_runs.errors import RunError
 from bisect_runs.metrics import MetricSpec, read_history
+from bisect_runs.mlflow_runs import read_run as read_mlflow_run
+from bisect_runs.mlflow_runs import run_ref
+from bisect_runs.wandb_log import find_log, read_log
 
 History = list[tuple[int, float]]
 KINDS = ("jsonl", "csv", "tensorboard", "wandb", "mlflow")
 WANDB_HISTORY, WANDB_SUMMARY = "wandb-history.jsonl", "wandb-summary.json"
 # W&B's own counter is `_step`; a trainer's logged step (Lightning, HF) aligns runs better.
 WANDB_STEP_KEYS = ("trainer/global_step", "global_step", "train/global_step", "step", "_step")
-LOOKED_FOR = "metrics.jsonl, a CSV, TensorBoard events, W&B wandb-history.jsonl, MLflow metrics/"
+LOOKED_FOR = "metrics.jsonl, a CSV, TensorBoard events, W&B run-*.wandb or wandb-history.jsonl, MLflow metrics/"
 
 
 @dataclass
@@ -33,17 +36,18 @@ class Run:
     kind: str
     series: dict[str, History] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    title: str = ""  # the tracker's name for the run, when it has one
 
     @property
     def name(self) -> str:
-        return self.path.name or str(self.path)
+        return self.title or self.path.name or str(self.path)
 
     def shifted(self, offset: int) -> Run:
         """The same run with `offset` added to every step (a resumed run that logged from 0)."""
         if not offset:
             return self
         series = {n: [(s + offset, v) for s, v in h] for n, h in self.series.items()}
-        return Run(self.path, self.kind, series, self.problems)
+        return Run(self.path, self.kind, series, self.problems, self.title)
 
     def steps(self) -> tuple[int, int] | None:
         """First and last step logged for any metric."""
@@ -53,6 +57,12 @@ class Run:
 
 def read_run(path: str | Path) -> Run:
     """Read every metric history of a run directory (or a single metrics file)."""
+    run_id = run_ref(str(path))
+    if run_id is not None:  # a run of the MLflow tracking store
+        tracked = read_mlflow_run(run_id)
+        if not tracked.series:
+            raise RunError(f"{path}: the MLflow run {tracked.name!r} logged no metrics")
+        return Run(path=Path(str(path)), kind="mlflow", series=tracked.series, title=tracked.name)
     p = Path(path).expanduser()
     if not p.exists():
         raise RunError(f"{p}: no such run directory or metrics file")
@@ -76,6 +86,9 @@ def detect_run(p: Path) -> tuple[str, Path]:
         return "mlflow", p / "metrics"
     if (p / "metrics.jsonl").exists():
         return "jsonl", p / "metrics.jsonl"
+    log = find_log(p)
+    if log is not None:  # the layout W&B writes today: history only in run-*.wandb
+        return "wandb", log
     if next(p.rglob("events.out.tfevents.*"), None) is not None:
         return "tensorboard", p
     csvs = sorted(p.rglob("*.csv"), key=lambda f: (f.name != "metrics.csv", len(f.parts), str(f)))
@@ -90,6 +103,8 @@ def detect_run(p: Path) -> tuple[str, Path]:
 def _detect_file(p: Path) -> tuple[str, Path]:
     if p.name in (WANDB_HISTORY, WANDB_SUMMARY):
         return "wandb", p.parent
+    if p.suffix == ".wandb":
+        return "wandb", p
     if p.name.startswith("events.out.tfevents."):
         return "tensorboard", p.parent
     if p.suffix == ".csv":
@@ -113,6 +128,10 @@ def _read_tensorboard(path: Path, problems: list[str]) -> dict[str, History]:
 
 def _read_wandb(files: Path, problems: list[str]) -> dict[str, History]:
     """W&B history lines (internal `_` keys and media dicts skipped), plus summary-only metrics."""
+    if files.suffix == ".wandb":
+        log = read_log(files)
+        problems.extend(log.problems)
+        return log.series()
     series: dict[str, History] = {}
     history = files / WANDB_HISTORY
     records = [r for r in map(_parse_json_line, _lines(history)) if r is not None]

@@ -24,7 +24,7 @@ from bisect_runs.errors import RunError, SettingsError
 from bisect_runs.executors import get_executor
 from bisect_runs.journal import JOURNAL_FILE, Journal, disk_space, set_aside
 from bisect_runs.metrics import MetricSpec
-from bisect_runs.progress import Progress
+from bisect_runs.progress import Progress, expected_runs, explanation_so_far
 from bisect_runs.project import Settings, load_project, make_settings
 from bisect_runs.report import FIGURES_DIR, REPORT_FILES, write_report
 from bisect_runs.runner import TrialRunner
@@ -42,6 +42,7 @@ from bisect_runs.strategies.base import (
 )
 from bisect_runs.strategies.calibration import AS_GIVEN, Calibration, calibrate
 from bisect_runs.strategies.evidence import Evidence
+from bisect_runs.trackers import Tracking
 from bisect_runs.trials import OK, Outcome, Trial, check_command, make_trial, trial_paths
 from bisect_runs.variants import ABSENT, apply_changes, write_data, write_variant
 
@@ -119,6 +120,8 @@ class Search:
         self.journal: Journal
         self.held_searched = False  # the held differences joined the search (the control beat B)
         self.control: dict[str, Any] | None = None  # the exact good config against B, when it ran
+        self.phase = ""  # the strategy's phase of the round running now
+        self.tracking: Tracking
 
     # -- points -> trials -------------------------------------------------------------
 
@@ -216,16 +219,35 @@ class Search:
             if not self.factors:
                 decision = Decision(False, [], [], "The configs do not differ in any searchable key.")
                 return self.finish(decision, runner, complete=True)
+            self.tracking = self.open_tracking(runner)
             try:
                 decision = self.drive(make_strategy(s.strategy, ctx), runner, ctx)
             except KeyboardInterrupt:
+                self.tracking.close(None, None)
                 self.partial_report()
+                raise
+            except BaseException:
+                self.tracking.close(None, None)
                 raise
             complete = not ctx.out_of_time and bool(decision.details.get("complete", True))
             if complete and len(self.factors) < len(self.diff.factors):
                 decision = self.with_control(decision, runner, ctx)
                 complete = not ctx.out_of_time and bool(decision.details.get("complete", True))
-            return self.finish(decision, runner, complete=complete)
+            result = self.finish(decision, runner, complete=complete)
+            self.tracking.close(result.verdict, result.reproduced)
+            return result
+
+    def open_tracking(self, runner: TrialRunner) -> Tracking:
+        """Group the trials in W&B and MLflow: through each trial's environment, and nested MLflow runs."""
+        s = self.settings
+        search = {"good": s.good, "bad": s.bad, "metric": s.metric, "mode": s.mode, "steps": s.steps,
+                  "strategy": s.strategy, "seeds": s.seeds, "out": str(self.out_dir)}  # fmt: skip
+        keys = [d.key_b or d.key_a for f in self.factors for d in f.differences]
+        params = {k: self.diff.flat_b.values.get(k, ABSENT) for k in keys if k is not None}
+        tracking = Tracking.open(self.out_dir, bool(s.resume), s.metric or "", search, params)
+        runner.extra_env = tracking.env
+        runner.on_finished = tracking.finished
+        return tracking
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed journal must share (journal.IDENTITY), as its `search` line records them."""
@@ -290,12 +312,33 @@ class Search:
         started = time.monotonic()
 
         def evaluate(requests: list[Request]) -> list[Observation]:
+            self.announce_round(strategy, requests, ctx)
             observations = self.run_round(requests, runner)
             ctx.out_of_time = max_s is not None and time.monotonic() - started > max_s
+            if self.progress is not None:
+                self.progress.end_round(self.explanation())
             return observations
 
         decision, _, _ = drive(strategy, evaluate, ctx)
         return decision
+
+    def announce_round(self, strategy: Strategy, requests: list[Request], ctx: SearchContext) -> None:
+        """Tell the progress display (and the trackers) which round and phase start now."""
+        self.phase = strategy_phase(strategy) or self.settings.strategy
+        self.tracking.phase = self.phase
+        if self.progress is None:
+            return
+        number = len(self.rounds) + 1
+        expected = expected_runs(self.settings.strategy, len(self.factors), self.settings.seeds or 2)
+        estimate = max(number, math.ceil(expected / max(1, ctx.parallel)))
+        self.progress.start_round(number, self.phase, estimate, len(requests))
+
+    def explanation(self) -> str:
+        """The best explanation the trials so far support, in one line (a crude main-effect reading)."""
+        values = [
+            (point, o.value) for (point, _), outs in self.outcomes.items() for o in outs if o.status == OK and o.value is not None
+        ]  # fmt: skip
+        return explanation_so_far(values, [f.name for f in self.factors], self.settings.mode)
 
     def run_round(self, requests: list[Request], runner: TrialRunner) -> list[Observation]:
         trials = [self.trial_for(r) for r in requests]
@@ -374,6 +417,18 @@ def _control_json(control: Calibration, held: list[Factor]) -> dict[str, Any]:
 
 class _NothingRan(Exception):
     """Not one trial of the first round finished: the command, metric or budget is wrong."""
+
+
+def strategy_phase(strategy: Strategy) -> str | None:
+    """The phase a suspended strategy asked its round in: the `phase` of the innermost `ask` it waits in."""
+    phase = None
+    gen: Any = strategy
+    while gen is not None:  # strategies are generators delegating with `yield from` down to `rounds.ask`
+        frame = getattr(gen, "gi_frame", None)
+        named = frame.f_locals.get("phase") if frame is not None else None
+        phase = named if isinstance(named, str) else phase
+        gen = getattr(gen, "gi_yieldfrom", None)
+    return phase
 
 
 def nothing_ran(trials: list[Trial], outcomes: list[Outcome], out_dir: Path) -> str:

@@ -311,6 +311,7 @@ def prepare_launch(
     seed_key: str | None = None,
     attempt: int = 1,
     base_keys: Container[str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Launch:
     """Create the trial's directory, write its config, substitute its command; return the launch."""
     if not trial.id:
@@ -322,6 +323,7 @@ def prepare_launch(
     paths.run_dir.mkdir()
     values = {"config": str(config), "run_dir": str(paths.run_dir), "steps": str(trial.steps), "seed": str(trial.seed)}
     env = {ENV_PREFIX + k.upper(): v for k, v in values.items()}
+    env.update(extra_env or {})  # the trackers' grouping (bisect_runs.trackers)
     launch = Launch(
         trial_id=trial.id,
         argv=substitute(trial.command, values, override_words(changes, base_keys)),

@@ -170,7 +170,8 @@ def test_cli_table_and_json(tmp_path: Path) -> None:
     runner = CliRunner()
     table = runner.invoke(cli, ["compare", str(a), str(b)])
     assert table.exit_code == 0
-    assert table.output.splitlines()[0].split()[:3] == ["metric", "goal", "A"]
+    assert table.output.splitlines()[0] == "Metrics, a (A) vs b (B)"
+    assert table.output.splitlines()[2].split()[:3] == ["metric", "goal", "A"]
     assert re.search(r"^val_nll\s+min\s", table.output, re.M)
     result = runner.invoke(cli, ["compare", str(a), str(b), "--format", "json"])
     data = json.loads(result.output)

@@ -128,9 +128,9 @@ def test_speed_from_progress_lines() -> None:
 
 def test_invalid_spec_lists_every_problem() -> None:
     with pytest.raises(SettingsError) as err:
-        MetricSpec("loss", source="wandb", reduce="median", pattern="no group")
+        MetricSpec("loss", source="comet", reduce="median", pattern="no group")
     message = str(err.value)
-    assert "metric source must be one of jsonl, regex, csv, tensorboard (got 'wandb')" in message
+    assert "metric source must be one of jsonl, regex, csv, tensorboard, wandb (got 'comet')" in message
     assert "reduce must be last, min, max or mean_last:K (got 'median')" in message
     assert "needs a group capturing the value" in message
 

@@ -189,8 +189,8 @@ def test_progress_on_a_terminal_is_one_live_line(tmp_path: Path) -> None:
     out = io.StringIO()
     _run(tmp_path, [_trial({}, seed=s) for s in range(3)], progress=Progress(out, live=True))
     text = out.getvalue()
-    assert text.count("\n") == 1 and text.endswith("trials 3/3 done | 0 running | 0 queued | ETA 0.0s\x1b[K\n")
-    assert "\rtrials 0/3 done | 2 running | 1 queued" in text
+    assert text.count("\n") == 1 and text.endswith("\x1b[2Ktrials 3/3 done | 0 running | 0 queued | ETA 0.0s\n\x1b[?25h")
+    assert text.startswith("\x1b[?25ltrials 0/3 done | 2 running | 1 queued\r")
 
 
 def test_verbose_progress_shows_starts_and_reused_trials(tmp_path: Path) -> None:

@@ -661,15 +661,24 @@ def _search_cwd(environment: dict[str, Any] | None) -> str | None:
     return str(cwd) if cwd else None
 
 
+def _relative_to(path: Path, base: object) -> str:
+    """`path` relative to the directory the search ran in, when it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(str(base)).resolve())) if base else str(path)
+    except ValueError:
+        return str(path)
+
+
 def reproduce_section(record: SearchRecord, environment: dict[str, Any] | None = None) -> dict[str, Any]:
     """The search command, seeds and budget, and the exact command of one trial of each key variant."""
     s = record.summary or record.settings
     template = next((t.command for t in record.trials if t.command), []) or _split(s.get("command"))
-    out_rel = str(record.out_dir)
+    out_rel = _relative_to(record.out_dir, record.settings.get("invoked_in"))
     flags = [("--good", s.get("good")), ("--bad", s.get("bad")), ("--command", command_text(template) if template else None),
              ("--metric", s.get("metric")), ("--mode", s.get("mode")), ("--steps", s.get("steps")),
              ("--strategy", s.get("strategy")), ("--out", out_rel)]  # fmt: skip
     words = ["bisect-runs", "search"] + [w for flag, v in flags if v not in (None, "") for w in (flag, str(v))]
+    full = command_text(words)  # every setting spelled out: runs without bisect.yaml
     invocation = record.settings.get("invocation")
     if isinstance(invocation, list) and invocation:  # the command line as typed: every flag, --project too
         words = [str(w) for w in invocation if w != "--resume"]
@@ -684,6 +693,7 @@ def reproduce_section(record: SearchRecord, environment: dict[str, Any] | None =
             })  # fmt: skip
     return {
         "search": command_text(words),
+        "full": full,
         "report": command_text(["bisect-runs", "report", out_rel]),
         "resume": command_text([*(_without_budgets(words) if record.summary else words), "--resume"]),
         "budget_stop": record.summary is not None and not record.complete,

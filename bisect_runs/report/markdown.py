@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from bisect_runs.escaping import markdown
@@ -38,6 +39,9 @@ def _verdict(c: dict[str, Any]) -> list[str]:
     good, bad = c.get("good"), c.get("bad")
     if good or bad:
         lines += [f"A (good): `{good}` · B (regressed): `{bad}` · metric: `{c['metric']}` ({_direction(c['mode'])})", ""]
+    note = metric_note(str(c.get("metric") or ""))
+    if note:
+        lines += [f"*What `{c['metric']}` is:* {note}", ""]
     lines += [c["verdict"]["paragraph"] or "No verdict yet: too few trials have finished.", ""]
     details = c.get("details") or {}
     bullets = []
@@ -174,6 +178,8 @@ def _reproduce(c: dict[str, Any]) -> list[str]:
         lines += [f"Continue the search where it stopped{where}{how} (finished trials are not rerun):", "", "```sh", r["resume"], "```", ""]
         where = ""
     lines += [f"Rerun the whole search{where} (same trials, same seeds; finished ones are reused with `--resume`):", "", "```sh", r["search"], "```", ""]
+    if r.get("full") and r["full"] != r["search"]:
+        lines += ["The same search with every setting spelled out (configs, trainer command, metric, mode, steps, strategy):", "", "```sh", r["full"], "```", ""]
     lines += ["Regenerate this page without running anything:", "", "```sh", r["report"], "```", ""]
     lines += [
         f"- Good config (A): `{r['good']}`; regressed config (B): `{r['bad']}`",
@@ -277,3 +283,13 @@ def _pad(text: str) -> str:
 
 def _positive(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def metric_note(name: str) -> str | None:
+    """The explanation of a well-known metric (PER, WER, NLL) from metric_notes.yaml, if one matches."""
+    import re
+
+    import yaml
+
+    notes = yaml.safe_load((Path(__file__).with_name("metric_notes.yaml")).read_text(encoding="utf-8"))
+    return next((str(n["note"]) for n in notes if re.search(n["pattern"], name, re.IGNORECASE)), None)

@@ -14,11 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bisect_runs.errors import ConfigError
+from bisect_runs.errors import ConfigError, RunError
+from bisect_runs.mlflow_runs import run_ref
 from bisect_runs.sources import binary, markup, python, trackers
 from bisect_runs.sources.git import AbsentAtRevision, load_git, split_rev_path
 from bisect_runs.sources.limits import max_config_bytes, too_large
 from bisect_runs.sources.loaded import FORMATS, LoadedConfig, SourceProblem
+from bisect_runs.wandb_log import read_log as read_wandb_log
 
 __all__ = ["FORMATS", "LoadedConfig", "load_config", "load_config_or_empty", "CONFIG_SUFFIXES"]
 
@@ -32,6 +34,9 @@ def load_config(spec: str | Path, fmt: str | None = None) -> LoadedConfig:
     """Read a config file, directory or git `REV:PATH`; `fmt` (one of FORMATS) forces the format."""
     if fmt is not None and fmt not in FORMATS:
         raise ConfigError(f"{spec}: unknown format '{fmt}' (expected one of {', '.join(FORMATS)})")
+    run_id = run_ref(spec)
+    if run_id is not None:
+        return _load_tracked_run(run_id, str(spec))
     path = Path(spec)
     if path.exists():
         return load_path(path, fmt, str(spec))
@@ -48,6 +53,20 @@ def load_config_or_empty(spec: str | Path, fmt: str | None = None, *, absent_as_
         if not absent_as_empty:
             raise
         return exc.as_empty()
+
+
+def _load_tracked_run(run_id: str, where: str) -> LoadedConfig:
+    """An MLflow run's params, read through the MLflow client from MLFLOW_TRACKING_URI."""
+    from bisect_runs.mlflow_runs import read_run as read_mlflow_run
+
+    try:
+        run = read_mlflow_run(run_id, with_metrics=False)
+    except RunError as exc:
+        raise ConfigError(str(exc)) from None
+    if not run.params:
+        raise ConfigError(f"{where}: the MLflow run {run.name!r} logged no params")
+    provenance = {"mlflow_layout": "store", "mlflow_run_id": run_id}
+    return LoadedConfig(data=run.params, source=where, format="mlflow", path=None, name=run.name, provenance=provenance)
 
 
 def load_path(path: Path, fmt: str | None, where: str) -> LoadedConfig:
@@ -144,6 +163,12 @@ def _load_special_directory(path: Path, fmt: str | None, where: str) -> LoadedCo
         loaded.path = wandb_file
         loaded.provenance["wandb_run_dir"] = str(path)
         return loaded
+    log = next(path.glob("run-*.wandb"), None) if fmt in (None, "wandb") else None
+    if log is not None:  # a W&B run directory as W&B writes it today (offline: no files/config.yaml)
+        run = read_wandb_log(log)
+        if run.config:
+            provenance = {"wandb_layout": "log", "wandb_run_dir": str(path)}
+            return LoadedConfig(data=run.config, source=where, format="wandb", path=path, name=path.name, provenance=provenance)
     if fmt in ("hydra", "wandb"):
         raise SourceProblem(
             f"not a {fmt} run directory (no {'.hydra/' if fmt == 'hydra' else 'files/'}config.yaml)"
