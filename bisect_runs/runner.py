@@ -22,6 +22,7 @@ from bisect_runs.errors import TrialError
 from bisect_runs.executors.base import Executor, Launch, ProcessEnd
 from bisect_runs.journal import Journal
 from bisect_runs.metrics import MetricSpec
+from bisect_runs.overrides import OverrideStyle
 from bisect_runs.progress import Progress
 from bisect_runs.trials import (
     CRASHED,
@@ -62,6 +63,8 @@ class TrialRunner:
         seed_key: str | None = None,
         gpus_per_trial: int = 0,
         base_keys: Container[str] | None = None,
+        override_style: OverrideStyle | None = None,
+        base_values: Mapping[str, Any] | None = None,
     ) -> None:
         if metric is None:
             raise TrialError("a metric is needed to judge trials: set `metric` in bisect.yaml or pass --metric")
@@ -79,6 +82,8 @@ class TrialRunner:
         self.seed_key = seed_key
         self.gpus_per_trial = gpus_per_trial
         self.base_keys = base_keys  # the base config's flat keys: {overrides} adds the others with `+`
+        self.override_style = override_style  # how {overrides} and {args} are written (Hydra when None)
+        self.base_values = base_values  # the base config's flat values, for {args}
         self.runs = 0  # distinct trials of this search run so far (replayed from a resumed journal too)
         self.launched = 0  # processes started by this runner, retries included
         self._counted: set[str] = set()
@@ -140,6 +145,8 @@ class TrialRunner:
             seed_key=self.seed_key,
             attempt=attempt,
             base_keys=self.base_keys,
+            style=self.override_style,
+            base_values=self.base_values,
         )
 
 
