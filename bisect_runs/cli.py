@@ -82,6 +82,8 @@ def diff_command(ctx: click.Context, a: str | None, b: str | None, fmt: str, sho
         raise click.UsageError("give both A and B, or neither (then bisect.yaml names them)")
     settings = make_settings(diff_project(project, a, b, no_project), flags)
     a_spec, b_spec = settings.config_spec(a or settings.good), settings.config_spec(b or settings.bad)
+    if a_spec is None or b_spec is None:
+        raise click.UsageError("give A and B, or a bisect.yaml naming good and bad")
     result = diff_configs(load_config(a_spec, format_a or settings.format_good), load_config(b_spec, format_b or settings.format_bad),
                           settings.diff_options(strict_types))
     for warning in result.warnings:

@@ -141,6 +141,7 @@ def diff_configs(good: LoadedConfig, bad: LoadedConfig, options: DiffOptions | N
     warnings = pairing.pair_all(options.aliases)
     defaults = _Defaults(options.defaults, options.aliases, rules)
     differences = _compare(pairing, flat_a.values, flat_b.values, defaults, options.strict_types)
+    differences = [d for d in differences if not _derived_alike(d, good, bad)]
     order: dict[str, int] = {}
     for k in (*keys_b, *keys_a):
         order.setdefault(k, len(order))
@@ -149,6 +150,14 @@ def diff_configs(good: LoadedConfig, bad: LoadedConfig, options: DiffOptions | N
     differences.sort(key=lambda d: (-d.score, LEVELS.index(d.level), order.get(d.flat_key, 0)))
     factors = _factors(differences, options.groups, rules, order)
     return DiffResult(good, bad, flat_a, flat_b, differences, factors, warnings)
+
+
+def _derived_alike(d: Difference, good: LoadedConfig, bad: LoadedConfig) -> bool:
+    """`min_lr = learning_rate / 10` on both sides: the value follows its inputs, it is no difference of its own."""
+    if d.key_a is None or d.key_a != d.key_b:
+        return False
+    expression = good.provenance.get("derived", {}).get(d.key_a)
+    return expression is not None and expression == bad.provenance.get("derived", {}).get(d.key_b)
 
 
 def _flatten_source(config: LoadedConfig) -> FlatConfig:
