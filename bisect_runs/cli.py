@@ -17,6 +17,7 @@ import click
 
 from bisect_runs.errors import BisectError
 from bisect_runs.escaping import terminal
+from bisect_runs.options import comparing_options, trainer_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,15 +74,11 @@ def _max_config_option(f: F) -> F:
 
 
 @cli.command("diff")
-@click.argument("a", metavar="A")
-@click.argument("b", metavar="B")
+@click.argument("a", metavar="[A", required=False)
+@click.argument("b", metavar="B]", required=False)
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json", "csv"]), default="table", show_default=True, help="Output format.")
 @click.option("--all", "show_all", is_flag=True, help="Also show differences judged to have no effect (paths, workers, ...).")
-@click.option("--ignore", multiple=True, metavar="GLOB", help="Skip keys matching GLOB (repeatable).")
-@click.option("--alias", multiple=True, metavar="OLD=NEW", help="Pair key OLD of A with key NEW of B (repeatable).")
-@click.option("--defaults", "defaults_file", metavar="FILE", help="Values a key takes when a config lacks it.")
-@click.option("--rules", "rules_file", metavar="FILE", help="Impact rules tried before the shipped ones.")
-@click.option("--group", multiple=True, metavar="NAME=GLOB,GLOB", help="Keys that form one factor (repeatable).")
+@comparing_options
 @click.option("--strict-types", is_flag=True, help="Report a type change with an equal value (3 vs 3.0).")
 @click.option("--format-a", help="Force A's format (yaml, json, toml, dir, wandb, hydra, ...).")
 @click.option("--format-b", help="Force B's format.")
@@ -89,42 +86,34 @@ def _max_config_option(f: F) -> F:
 @click.option("--unchanged", "show_unchanged", is_flag=True, help="Also list the keys equal on both sides.")
 @click.option("--absent-as-empty", is_flag=True, help="Compare a REV:PATH that its revision lacks as an empty config.")
 @click.pass_context
-def diff_command(ctx: click.Context, a: str, b: str, fmt: str, show_all: bool, ignore: tuple[str, ...], alias: tuple[str, ...],
-                 defaults_file: str | None, rules_file: str | None, group: tuple[str, ...], strict_types: bool,
-                 format_a: str | None, format_b: str | None, show_unchanged: bool, absent_as_empty: bool) -> None:
+def diff_command(ctx: click.Context, a: str | None, b: str | None, fmt: str, show_all: bool, strict_types: bool,
+                 format_a: str | None, format_b: str | None, show_unchanged: bool, absent_as_empty: bool,
+                 project: str | None, no_project: bool, **flags: Any) -> None:
     """Impact-ranked differences between config A (good) and B (bad).
 
-    Exit status like diff(1): 0 the same, 1 different, 2 error.
+    Without A and B, or with the two bisect.yaml names, bisect.yaml's ignore, aliases, defaults,
+    rules and groups apply, so the table ranks as `search` will. Exit status like diff(1):
+    0 the same, 1 different, 2 error.
     """
-    from pathlib import Path
-
-    from bisect_runs.diff import DiffOptions, diff_configs, load_defaults
+    from bisect_runs.diff import diff_configs
+    from bisect_runs.project import diff_project, make_settings
     from bisect_runs.sources import load_config_or_empty
     from bisect_runs.tables import render
 
-    options = DiffOptions(
-        ignore=list(ignore),
-        aliases=dict(_pair_option("--alias", item) for item in alias),
-        defaults=load_defaults(defaults_file) if defaults_file else {},
-        rules_path=Path(rules_file) if rules_file else None,
-        strict_types=strict_types,
-        groups={name: [g for g in globs.split(",") if g] for name, globs in (_pair_option("--group", item) for item in group)},
-    )
-    good = load_config_or_empty(a, format_a, absent_as_empty=absent_as_empty)
-    bad = load_config_or_empty(b, format_b, absent_as_empty=absent_as_empty)
-    result = diff_configs(good, bad, options)
+    if (a is None) != (b is None):
+        raise click.UsageError("give both A and B, or neither (then bisect.yaml names them)")
+    settings = make_settings(diff_project(project, a, b, no_project), flags)
+    a_spec, b_spec = settings.config_spec(a or settings.good), settings.config_spec(b or settings.bad)
+    if a_spec is None or b_spec is None:
+        raise click.UsageError("give A and B, or a bisect.yaml naming good and bad")
+    good = load_config_or_empty(a_spec, format_a or settings.format_good, absent_as_empty=absent_as_empty)
+    bad = load_config_or_empty(b_spec, format_b or settings.format_bad, absent_as_empty=absent_as_empty)
+    result = diff_configs(good, bad, settings.diff_options(strict_types))
     for warning in result.warnings:
         _echo(f"Warning: {warning}", err=True)
-    _echo(render(result, fmt.lower(), show_all=show_all, unchanged=show_unchanged), nl=False, json=fmt == "json")
+    _echo(render(result, fmt.lower(), show_all=show_all or bool(settings.include_all), unchanged=show_unchanged),
+          nl=False, json=fmt == "json")
     ctx.exit(0 if result.identical else 1)
-
-
-def _pair_option(flag: str, value: str) -> tuple[str, str]:
-    """Split a LEFT=RIGHT option value, or fail with a usage error naming the flag."""
-    left, sep, right = value.partition("=")
-    if not sep or not left.strip() or not right.strip():
-        raise click.BadParameter(f"{value!r} is not of the form {'OLD=NEW' if flag == '--alias' else 'NAME=GLOB,GLOB'}", param_hint=flag)
-    return left.strip(), right.strip()
 
 
 @cli.command("search")
@@ -133,12 +122,12 @@ def _pair_option(flag: str, value: str) -> tuple[str, str]:
 @click.option("--bad", help="The regressed config (B).")
 @click.option("--format-good", help="Force the good config's format.")
 @click.option("--format-bad", help="Force the bad config's format.")
-@click.option("--command", help="Trainer command template ({config} {run_dir} {steps} {seed} {overrides}).")
+@click.option("--command", help="Trainer command template ({python} {config} {run_dir} {steps} {seed} {overrides} {args}).")
 @click.option("--metric", help="Metric to compare, e.g. val_loss.")
 @click.option("--mode", type=click.Choice(["min", "max"]), help="Whether lower (min) or higher (max) is better.")
 @click.option("--steps", type=int, help="Step budget of every trial.")
 @click.option("--seeds", type=int, help="Seeds per arm for oat/ddmin and the first calibration round.")
-@click.option("--parallel", help="Trials at once: a number or 'auto' (one per GPU slot, else per core pair).")
+@click.option("--parallel", help="Trials at once: a number or 'auto' (one per GPU slot, else one per CPU core).")
 @click.option("--gpus-per-trial", type=int, help="GPUs each trial holds.")
 @click.option("--strategy", type=click.Choice(["auto", "screen", "oat", "ddmin"]), help="How to search.")
 @click.option("--executor", type=click.Choice(["local", "slurm", "ray"]), help="Where trials run.")
@@ -152,16 +141,16 @@ def _pair_option(flag: str, value: str) -> tuple[str, str]:
 @click.option("--max-runs", type=int, help="Budget: most trials to run.")
 @click.option("--max-hours", type=float, help="Budget: most wall-clock hours.")
 @click.option("--failure-value", type=float, help="Metric value a diverged or crashed trial counts as.")
-@click.option("--include-all", is_flag=True, default=None, help="Also search differences ranked 'none'.")
 @click.option("--good-rev", help="Bisect code: the last good commit of the trainer's repository.")
 @click.option("--bad-rev", help="Bisect code: the first commit known bad.")
 @click.option("--repo", type=click.Path(file_okay=False), help="The trainer's git repository (default: here).")
 @click.option("--config", help="Bisect code: the config every commit runs (default: GOOD's).")
-@click.option("--project", type=click.Path(dir_okay=False), help="Project file (default ./bisect.yaml).")
+@comparing_options
+@trainer_options
 @click.option("-q", "--quiet", is_flag=True, help="Only the verdict.")
 @click.option("-v", "--verbose", is_flag=True, help="Every trial as it starts and ends.")
 @_max_config_option
-def search_command(good_bad: tuple[str, ...], project: str | None, quiet: bool, verbose: bool, **flags: Any) -> None:
+def search_command(good_bad: tuple[str, ...], project: str | None, no_project: bool, quiet: bool, verbose: bool, **flags: Any) -> None:
     """Find which difference(s) between GOOD and BAD cause the regression."""
     from bisect_runs.progress import Progress
     from bisect_runs.project import load_project, make_settings, parse_parallel
@@ -172,7 +161,7 @@ def search_command(good_bad: tuple[str, ...], project: str | None, quiet: bool, 
             raise click.UsageError("give both GOOD and BAD, or neither (then bisect.yaml names them)")
         flags["good"], flags["bad"] = good_bad
     flags["parallel"] = parse_parallel(flags["parallel"])
-    settings = make_settings(load_project(project), flags)
+    settings = make_settings({} if no_project else load_project(project), flags)
     progress = Progress(level="quiet" if quiet else "verbose" if verbose else "normal")
     with _interrupts_as_exit():
         if settings.good_rev or settings.bad_rev:

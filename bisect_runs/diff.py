@@ -142,6 +142,7 @@ def diff_configs(good: LoadedConfig, bad: LoadedConfig, options: DiffOptions | N
     warnings = pairing.pair_all(options.aliases)
     defaults = _Defaults(options.defaults, options.aliases, rules)
     differences = _compare(pairing, flat_a.values, flat_b.values, defaults, options.strict_types)
+    differences = [d for d in differences if not _derived_alike(d, good, bad)]
     order: dict[str, int] = {}
     for k in (*keys_b, *keys_a):
         order.setdefault(k, len(order))
@@ -152,6 +153,14 @@ def diff_configs(good: LoadedConfig, bad: LoadedConfig, options: DiffOptions | N
     differing = {d.key_a for d in differences}
     unchanged = [k for k, kb in pairing.pairs.items() if k == kb and k not in differing]
     return DiffResult(good, bad, flat_a, flat_b, differences, factors, warnings, unchanged)
+
+
+def _derived_alike(d: Difference, good: LoadedConfig, bad: LoadedConfig) -> bool:
+    """`min_lr = learning_rate / 10` on both sides: the value follows its inputs, it is no difference of its own."""
+    if d.key_a is None or d.key_a != d.key_b:
+        return False
+    expression = good.provenance.get("derived", {}).get(d.key_a)
+    return expression is not None and expression == bad.provenance.get("derived", {}).get(d.key_b)
 
 
 def _flatten_source(config: LoadedConfig) -> FlatConfig:

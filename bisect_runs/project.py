@@ -9,11 +9,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from bisect_runs.errors import SettingsError
+from bisect_runs.overrides import parse_style
+
+if TYPE_CHECKING:
+    from bisect_runs.diff import DiffOptions
 
 PROJECT_FILE = "bisect.yaml"
 STRATEGIES = ("auto", "screen", "oat", "ddmin")
@@ -68,7 +72,31 @@ class Settings:
     bad_rev: str | None = None
     repo: str | None = None
     config: str | None = None  # config used at every commit when bisecting code
+    override_style: str = "hydra"  # how {overrides} and {args} are written: hydra | equals | space [python leaf flags]
     base_dir: str = "."  # directory relative paths are resolved against
+
+    def diff_options(self, strict_types: bool = False) -> DiffOptions:
+        """How `diff` and `search` compare the two configs: the same ignore, aliases, defaults, rules, groups."""
+        from bisect_runs.diff import DiffOptions, load_defaults
+
+        defaults = dict(load_defaults(self.path(self.defaults_file))) if self.defaults_file else {}
+        defaults.update(self.defaults)
+        return DiffOptions(
+            ignore=list(self.ignore),
+            aliases=dict(self.aliases),
+            defaults=defaults,
+            rules_path=self.path(self.rules),
+            strict_types=strict_types,
+            groups=dict(self.groups),
+        )
+
+    def config_spec(self, value: str | None) -> str | None:
+        """A config named in the settings: a path against the project's directory, or REV:PATH as given."""
+        if value is None:
+            return None
+        if ":" in value and not Path(value).exists():
+            return value
+        return str(self.path(value))
 
     def path(self, value: str | None) -> Path | None:
         """Resolve a path setting against the project file's directory."""
@@ -106,6 +134,29 @@ def load_project(path: str | Path | None = None) -> dict[str, Any]:
     return data
 
 
+def diff_project(path: str | None, a: str | None, b: str | None, skip: bool = False) -> dict[str, Any]:
+    """The project settings `diff` compares with: all of bisect.yaml when it names A and B (or
+    they are omitted, or --project is given); none when the user diffs other files."""
+    if skip:
+        return {}
+    project = load_project(path)
+    if a is None or path is not None or not project:
+        if a is None and not (project.get("good") and project.get("bad")):
+            raise SettingsError("diff needs A and B (or a bisect.yaml naming good and bad)")
+        return project
+    probe = make_settings(project, {})
+    same = all(_same_path(probe.config_spec(mine), given) for mine, given in ((probe.good, a), (probe.bad, b)))
+    return project if same else {}
+
+
+def _same_path(spec: str | None, given: str | None) -> bool:
+    if spec is None or given is None:
+        return False
+    if spec == given:
+        return True
+    return Path(spec).exists() and Path(given).exists() and Path(spec).resolve() == Path(given).resolve()
+
+
 def make_settings(project: dict[str, Any], flags: dict[str, Any]) -> Settings:
     """Merge project-file values with flags (flags win; None flags are ignored) and validate."""
     source = project.get("_file", PROJECT_FILE)
@@ -115,8 +166,15 @@ def make_settings(project: dict[str, Any], flags: dict[str, Any]) -> Settings:
         valid = ", ".join(sorted(k for k in _FIELDS if k != "base_dir"))
         raise SettingsError(f"{source}: unknown setting(s) {', '.join(unknown)}; valid: {valid}")
     given = {k: v for k, v in flags.items() if v is not None and v != () and v != []}
-    merged.update(given)
     merged["aliases"] = _aliases(merged.get("aliases", {}), source)
+    merged["groups"] = _groups(merged.get("groups", {}), source)
+    if "aliases" in given:
+        given["aliases"] = _aliases(given["aliases"], "Invalid value for --alias:")
+    if "groups" in given:
+        given["groups"] = _groups(given["groups"], "Invalid value for --group:")
+    merged.update(given)
+    if isinstance(merged.get("ignore"), tuple):
+        merged["ignore"] = list(merged["ignore"])
     if isinstance(merged.get("defaults"), str):  # `defaults: FILE` names a defaults file
         merged["defaults_file"] = merged.pop("defaults")
     settings = Settings(**merged)
@@ -132,8 +190,26 @@ def _aliases(value: Any, source: str) -> dict[str, str]:
     for item in value or []:
         old, sep, new = str(item).partition("=")
         if not sep or not old or not new:
-            raise SettingsError(f"{source}: alias {item!r} is not of the form OLD=NEW")
+            raise SettingsError(f"{_where(source, 'alias')}{item!r} is not of the form OLD=NEW")
         out[old.strip()] = new.strip()
+    return out
+
+
+def _where(source: str, what: str) -> str:
+    """`bisect.yaml: alias ` before a file's problem; a flag's own prefix (`Invalid value for --alias:`) as is."""
+    return f"{source} " if source.endswith(":") else f"{source}: {what} "
+
+
+def _groups(value: Any, source: str) -> Any:
+    """Accept a mapping NAME: [GLOB, ...] or a list of 'NAME=GLOB,GLOB' strings (the --group flag)."""
+    if not isinstance(value, (list, tuple)):
+        return value
+    out: dict[str, list[str]] = {}
+    for item in value:
+        name, sep, globs = str(item).partition("=")
+        if not sep or not name.strip() or not globs.strip():
+            raise SettingsError(f"{_where(source, 'group')}{item!r} is not of the form NAME=GLOB,GLOB")
+        out[name.strip()] = [g.strip() for g in globs.split(",") if g.strip()]
     return out
 
 
@@ -171,6 +247,10 @@ def _validate(s: Settings, source: str, flagged: frozenset[str] = frozenset()) -
                 problems.append((f"groups.{gname}", "must be a list of keys"))
     if not isinstance(s.ignore, list):
         problems.append(("ignore", "must be a list of key patterns"))
+    try:
+        parse_style(s.override_style if isinstance(s.override_style, str) else repr(s.override_style), "")
+    except SettingsError as exc:
+        problems.append(("override_style", str(exc).strip()))
     if problems:
         texts = [
             f"--{name.replace('_', '-')} {text}" if name in flagged else f"{source}: {name} {text}"

@@ -23,6 +23,7 @@ from bisect_runs.errors import TrialError
 from bisect_runs.executors.base import Executor, Launch, ProcessEnd
 from bisect_runs.journal import Journal
 from bisect_runs.metrics import MetricSpec
+from bisect_runs.overrides import OverrideStyle
 from bisect_runs.progress import Progress
 from bisect_runs.trials import (
     CRASHED,
@@ -63,6 +64,8 @@ class TrialRunner:
         seed_key: str | None = None,
         gpus_per_trial: int = 0,
         base_keys: Container[str] | None = None,
+        override_style: OverrideStyle | None = None,
+        base_values: Mapping[str, Any] | None = None,
     ) -> None:
         if metric is None:
             raise TrialError("a metric is needed to judge trials: set `metric` in bisect.yaml or pass --metric")
@@ -82,6 +85,8 @@ class TrialRunner:
         self.base_keys = base_keys  # the base config's flat keys: {overrides} adds the others with `+`
         self.extra_env: Callable[[Trial], Mapping[str, str]] | None = None  # e.g. the trackers' grouping
         self.on_finished: Callable[[Trial, Outcome], None] | None = None  # told of every judged trial
+        self.override_style = override_style  # how {overrides} and {args} are written (Hydra when None)
+        self.base_values = base_values  # the base config's flat values, for {args}
         self.runs = 0  # distinct trials of this search run so far (replayed from a resumed journal too)
         self.launched = 0  # processes started by this runner, retries included
         self.flaky_seen = False  # a crash went away on retry: later crashes get more retries
@@ -147,6 +152,8 @@ class TrialRunner:
             attempt=attempt,
             base_keys=self.base_keys,
             extra_env=self.extra_env(trial) if self.extra_env is not None else None,
+            style=self.override_style,
+            base_values=self.base_values,
         )
 
 

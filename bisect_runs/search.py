@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any, cast
 
 from bisect_runs.crashes import attempt_counts
-from bisect_runs.diff import DiffOptions, Factor, diff_configs, load_defaults
+from bisect_runs.diff import DiffOptions, Factor, diff_configs
 from bisect_runs.errors import RunError, SettingsError
 from bisect_runs.executors import get_executor
 from bisect_runs.journal import JOURNAL_FILE, Journal, disk_space, set_aside
 from bisect_runs.metrics import MetricSpec
+from bisect_runs.overrides import check_key, parse_style
 from bisect_runs.progress import Progress, expected_runs, explanation_so_far
 from bisect_runs.project import Settings, load_project, make_settings
 from bisect_runs.report import FIGURES_DIR, REPORT_FILES, write_report
@@ -43,7 +44,15 @@ from bisect_runs.strategies.base import (
 from bisect_runs.strategies.calibration import AS_GIVEN, Calibration, calibrate
 from bisect_runs.strategies.evidence import Evidence
 from bisect_runs.trackers import Tracking
-from bisect_runs.trials import OK, Outcome, Trial, check_command, make_trial, trial_paths
+from bisect_runs.trials import (
+    OK,
+    Outcome,
+    Trial,
+    check_command,
+    make_trial,
+    trial_paths,
+    uses_placeholder,
+)
 from bisect_runs.variants import ABSENT, apply_changes, write_data, write_variant
 
 SUMMARY_FILE = "summary.json"
@@ -113,6 +122,7 @@ class Search:
         ]
         self.command = tuple(shlex.split(settings.command or ""))
         check_command(self.command)  # before OUT_DIR exists: a bad template leaves nothing behind
+        check_override_keys(self.command, self.diff, self.factors, settings)
         self.runner_options = runner_options(settings)
         self.out_dir = settings.path(settings.out) or Path(settings.out)
         self.rounds: list[dict[str, Any]] = []
@@ -205,7 +215,8 @@ class Search:
             self.keep_finished(journal.set_aside)
             runner = TrialRunner(
                 self.out_dir, executor, journal, self.write_config, progress=self.progress,
-                base_keys=frozenset(self.diff.flat_b.values), **self.runner_options,
+                base_keys=frozenset(self.diff.flat_b.values), base_values=self.diff.flat_b.values,
+                **self.runner_options,
             )  # fmt: skip
             journal.event(
                 "search", good=s.good, bad=s.bad, metric=s.metric, mode=s.mode, steps=s.steps,
@@ -486,16 +497,20 @@ def write_summary(out_dir: Path, result: SearchResult) -> Path:
     return path
 
 
+def check_override_keys(command: tuple[str, ...], diff: Any, factors: list[Factor], s: Settings) -> None:
+    """Before any trial: every key the template writes as an override word must be safe in its style."""
+    style = parse_style(s.override_style)
+    keys: list[str] = []
+    if uses_placeholder(command, "overrides"):
+        keys = [k for f in factors for k in f.keys] + [k for k in (s.steps_key, s.seed_key) if k]
+    if uses_placeholder(command, "args"):
+        keys += [*diff.flat_b.values, *diff.flat_a.values] + [k for k in (s.steps_key, s.seed_key) if k]
+    for key in dict.fromkeys(keys):
+        check_key(key, style)
+
+
 def diff_options(s: Settings) -> DiffOptions:
-    defaults = dict(load_defaults(s.path(s.defaults_file))) if s.defaults_file else {}
-    defaults.update(s.defaults)
-    return DiffOptions(
-        ignore=list(s.ignore),
-        aliases=dict(s.aliases),
-        defaults=defaults,
-        rules_path=s.path(s.rules),
-        groups=dict(s.groups),
-    )
+    return s.diff_options()
 
 
 def runner_options(s: Settings) -> dict[str, Any]:
@@ -508,6 +523,7 @@ def runner_options(s: Settings) -> dict[str, Any]:
         "steps_key": s.steps_key,
         "seed_key": s.seed_key,
         "gpus_per_trial": s.gpus_per_trial,
+        "override_style": parse_style(s.override_style),
     }
 
 

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -39,7 +39,7 @@ from bisect_runs.metrics import (
 OK, DIVERGED, CRASHED, TIMEOUT, INTERRUPTED = "ok", "diverged", "crashed", "timeout", "interrupted"
 FINISHED = frozenset({OK, DIVERGED, CRASHED, TIMEOUT})  # interrupted trials are run again on --resume
 
-PLACEHOLDERS = ("config", "run_dir", "steps", "seed", "overrides")
+PLACEHOLDERS = ("config", "run_dir", "steps", "seed", "overrides", "args", "python")
 ABSENT_JSON: dict[str, bool] = {"$absent": True}  # how a removed key (variants.ABSENT) is written in JSON
 STDERR_TAIL_LINES = 20
 ENV_PREFIX = "BISECT_RUNS_"
@@ -49,6 +49,9 @@ _PLAIN_WORD = re.compile(r"[A-Za-z0-9_./:@+-]+")  # needs no quotes in an overri
 _NONFINITE_WORDS = re.compile(r"\bnan\b|\binf\b|non-finite|nonfinite|not finite", re.IGNORECASE)
 
 WriteConfig = Callable[["Trial", Path], Path]
+
+if TYPE_CHECKING:
+    from bisect_runs.overrides import OverrideStyle
 
 
 @dataclass(frozen=True)
@@ -239,21 +242,29 @@ def check_command(command: Sequence[str]) -> None:
         raise TrialError(f"command template: unknown placeholder(s) {names}; valid: {valid}")
 
 
-def substitute(command: Sequence[str], values: Mapping[str, str], overrides: Sequence[str]) -> tuple[str, ...]:
-    """Fill placeholders in every word; a standalone `{overrides}` becomes one word per override."""
+def substitute(
+    command: Sequence[str], values: Mapping[str, str], overrides: Sequence[str], args: Sequence[str] = ()
+) -> tuple[str, ...]:
+    """Fill placeholders in every word; a standalone `{overrides}` or `{args}` becomes one word per item."""
     check_command(command)
+    lists = {"overrides": list(overrides), "args": list(args)}
     argv: list[str] = []
     for word in command:
-        if word == "{overrides}":
-            argv.extend(overrides)
+        if word in ("{overrides}", "{args}"):
+            argv.extend(lists[word[1:-1]])
             continue
-        argv.append(_PLACEHOLDER.sub(lambda m: _fill(m, values, overrides), word))
+        argv.append(_PLACEHOLDER.sub(lambda m: _fill(m, values, lists), word))
     return tuple(argv)
 
 
-def _fill(match: re.Match[str], values: Mapping[str, str], overrides: Sequence[str]) -> str:
+def _fill(match: re.Match[str], values: Mapping[str, str], lists: Mapping[str, list[str]]) -> str:
     name = match.group(1)
-    return " ".join(overrides) if name == "overrides" else values[name]
+    return " ".join(lists[name]) if name in lists else values[name]
+
+
+def uses_placeholder(command: Sequence[str], name: str) -> bool:
+    """True when some word of the template holds `{name}`."""
+    return any("{" + name + "}" in word for word in command)
 
 
 def override_words(changes: Iterable[tuple[str, Any]], base_keys: Container[str] | None = None) -> list[str]:
@@ -312,8 +323,15 @@ def prepare_launch(
     attempt: int = 1,
     base_keys: Container[str] | None = None,
     extra_env: Mapping[str, str] | None = None,
+    style: OverrideStyle | None = None,
+    base_values: Mapping[str, Any] | None = None,
 ) -> Launch:
-    """Create the trial's directory, write its config, substitute its command; return the launch."""
+    """Create the trial's directory, write its config, substitute its command; return the launch.
+
+    `style` writes `{overrides}` and `{args}`; `base_values` (the bad config's flat values) fill `{args}`.
+    """
+    from bisect_runs.overrides import HYDRA, args_words, override_words_for
+
     if not trial.id:
         raise TrialError(f"trial {trial.label!r} has no id: build trials with make_trial")
     paths = trial_paths(out_dir, trial.id)
@@ -324,9 +342,13 @@ def prepare_launch(
     values = {"config": str(config), "run_dir": str(paths.run_dir), "steps": str(trial.steps), "seed": str(trial.seed)}
     env = {ENV_PREFIX + k.upper(): v for k, v in values.items()}
     env.update(extra_env or {})  # the trackers' grouping (bisect_runs.trackers)
+    values["python"] = sys.executable  # the interpreter running bisect-runs (and its packages)
+    style = style or HYDRA
+    overrides = override_words_for(changes, style, base_keys) if uses_placeholder(trial.command, "overrides") else []
+    args = args_words(base_values or {}, changes, style) if uses_placeholder(trial.command, "args") else []
     launch = Launch(
         trial_id=trial.id,
-        argv=substitute(trial.command, values, override_words(changes, base_keys)),
+        argv=substitute(trial.command, values, overrides, args),
         run_dir=paths.run_dir,
         env=env,
         stdout_path=paths.stdout,

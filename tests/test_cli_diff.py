@@ -17,7 +17,7 @@ from bisect_runs.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden" / "diff_baseline_run11.md"
-SPEECH = ["configs/baseline", "configs/run11", "--defaults", "configs/speech_defaults.yaml"]
+SPEECH = ["configs/baseline", "configs/run11", "--defaults", "configs/speech_defaults.yaml", "--no-project"]
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_json_is_ranked_and_has_the_design_fields(in_repo: None) -> None:
 
 
 def test_json_absent_side_is_null_without_defaults(in_repo: None) -> None:
-    items = json.loads(_run("configs/baseline", "configs/run11", "--format", "json").output)
+    items = json.loads(_run("configs/baseline", "configs/run11", "--format", "json", "--no-project").output)
     use_layer_norm = next(i for i in items if i["key"] == "use_layer_norm")
     assert (use_layer_norm["a"], use_layer_norm["kind"], use_layer_norm["b"]) == (None, "added", True)
 

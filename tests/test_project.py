@@ -36,7 +36,7 @@ def test_defaults_may_name_a_file(tmp_path: Path) -> None:
 def test_aliases_as_list_or_mapping(tmp_path: Path) -> None:
     assert make_settings({}, {"aliases": ["l2_decay=weight_decay"]}).aliases == {"l2_decay": "weight_decay"}
     assert make_settings({"aliases": {"lr": "learning_rate"}}, {}).aliases == {"lr": "learning_rate"}
-    with pytest.raises(SettingsError, match="alias 'oops' is not of the form OLD=NEW"):
+    with pytest.raises(SettingsError, match="--alias: 'oops' is not of the form OLD=NEW"):
         make_settings({}, {"aliases": ["oops"]})
 
 

@@ -372,6 +372,8 @@ def _read_text_format(
             provenance["skipped_statements"] = parsed.skipped
         if parsed.expressions:
             provenance["unevaluated"] = parsed.expressions
+        if parsed.derived:
+            provenance["derived"] = parsed.derived
     elif fmt == "argparse":
         data = python.parse_namespace(text)
     else:

@@ -44,6 +44,7 @@ class PythonConfig:
     assignments: dict[str, Assignment] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     expressions: list[str] = field(default_factory=list)  # names whose value is kept as source text
+    derived: dict[str, str] = field(default_factory=dict)  # name -> expression over earlier names (`learning_rate / 10`)
 
 
 def parse_python_config(text: str) -> PythonConfig:
@@ -93,7 +94,12 @@ def _read_assignment(stmt: ast.Assign | ast.AnnAssign, result: PythonConfig) -> 
         )
     value_node = stmt.value
     try:
-        result.data[name] = evaluate(value_node, result.data)
+        known = dict(result.data)
+        result.data[name] = evaluate(value_node, known)
+        if any(isinstance(n, ast.Name) and n.id in known for n in ast.walk(value_node)):
+            result.derived[name] = ast.unparse(value_node)
+        else:
+            result.derived.pop(name, None)
     except SourceProblem:
         # `'ft-' + str(time.time())`: unknowable without running it, so compared as its text
         result.data[name] = ast.unparse(value_node)

@@ -38,11 +38,18 @@ def edit_python(text: str, new: dict[str, Any], *, where: str) -> str:
     try:
         parsed = parse_python_config(text)
         result = _splice(text, parsed.data, parsed.assignments, new)
-        if same_value(parse_python_config(result).data, new):
+        # A derived name the variant leaves alone keeps its expression: its value follows its inputs.
+        following = {k for k in parsed.derived if k in new and same_value(parsed.data[k], new[k])}
+        back = parse_python_config(result).data
+        if same_value(_without(back, following), _without(new, following)) and following <= back.keys():
             return result
     except SourceProblem:
         pass
     return "".join(f"{key} = {python_literal(value)}\n" for key, value in new.items())
+
+
+def _without(data: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in names}
 
 
 def _splice(
