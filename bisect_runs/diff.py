@@ -67,8 +67,8 @@ class Difference:
         """The JSON object of DESIGN.md (absent side: null plus kind added/removed)."""
         return {
             "key": self.key,
-            "a": _json_value(self.a),
-            "b": _json_value(self.b),
+            "a": json_value(self.a),
+            "b": json_value(self.b),
             "kind": self.kind,
             "level": self.level,
             "score": self.score,
@@ -582,14 +582,14 @@ def _key_matches(key: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(leaf(key).lower(), p) or fnmatch.fnmatchcase(snake(leaf(key)), snake(pattern))
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """A value JSON can carry (non-finite floats as text)."""
     if isinstance(value, float) and not math.isfinite(value):
         return value_text(value)
     if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
+        return [json_value(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
+        return {str(k): json_value(v) for k, v in value.items()}
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return value_text(value)

@@ -1,7 +1,7 @@
 """Config-derived text made harmless where it is shown: a terminal (no escape codes) or a Markdown page (no raw HTML).
 
 Every output path of the tool goes through one of the two functions here: `terminal` for what is
-printed, `markdown` for each Markdown document as a whole. See docs/security.md.
+printed and for figure labels, `markdown` for each Markdown document as a whole. See docs/security.md.
 """
 
 from __future__ import annotations

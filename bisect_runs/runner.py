@@ -93,8 +93,8 @@ class TrialRunner:
         self._counted: set[str] = set()
         self._trials: dict[str, Trial] = {}
         executor.on_submitted = self._submitted
-        if progress is not None and journal.skipped_note():
-            progress.note(f"Warning: {journal.skipped_note()}")
+        if progress is not None and (note := journal.skipped_note()):
+            progress.note(f"Warning: {note}")
 
     def trial(self, label: str, changes: Mapping[str, Any], seed: int) -> Trial:
         """A trial of this runner's command and step budget."""

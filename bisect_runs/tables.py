@@ -12,7 +12,7 @@ import io
 import json
 from dataclasses import dataclass
 
-from bisect_runs.diff import Difference, DiffResult, Factor
+from bisect_runs.diff import Difference, DiffResult, Factor, json_value
 from bisect_runs.escaping import markdown
 from bisect_runs.normalize import value_text
 from bisect_runs.sources import LoadedConfig
@@ -228,24 +228,11 @@ def unchanged_items(result: DiffResult) -> list[dict[str, object]]:
     """One JSON object per unchanged key: the value on both sides, kind `unchanged`, level none."""
     out: list[dict[str, object]] = []
     for key in result.unchanged:
-        value = _json_safe(result.flat_a.values[key])
-        out.append({"key": key, "a": value, "b": _json_safe(result.flat_b.values[key]), "kind": "unchanged",
+        value = json_value(result.flat_a.values[key])
+        out.append({"key": key, "a": value, "b": json_value(result.flat_b.values[key]), "kind": "unchanged",
                     "level": "none", "score": 0.0, "reason": "same on both sides", "category": "",
                     "key_a": key, "key_b": key, "factor": "", "a_default": False, "b_default": False})
     return out
-
-
-def _json_safe(value: object) -> object:
-    """A value JSON can carry, as the difference objects spell it."""
-    return json.loads(json.dumps(value, default=str)) if _finite(value) else value_text(value)
-
-
-def _finite(value: object) -> bool:
-    try:
-        json.dumps(value, allow_nan=False, default=str)
-    except ValueError:
-        return False
-    return True
 
 
 def _keys(n: int) -> str:

@@ -293,6 +293,13 @@ def test_unchanged_lists_keys_equal_on_both_sides(tmp_path: Path) -> None:
     assert "unchanged" not in _run(a, b, "--format", "json").output
 
 
+def test_unchanged_values_are_spelled_as_differences_spell_them(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.yaml", "lr: 0.1\nbands: [1.0, .nan]\n")
+    b = _write(tmp_path / "b.yaml", "lr: 0.2\nbands: [1.0, .nan]\n")
+    items = json.loads(_run(a, b, "--unchanged", "--format", "json").output)
+    assert [(d["key"], d["a"], d["b"]) for d in items] == [("lr", 0.1, 0.2), ("bands", [1.0, "nan"], [1.0, "nan"])]
+
+
 def test_rev_path_absent_at_a_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The error stays the default; --absent-as-empty compares the missing file as empty."""
     import git

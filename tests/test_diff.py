@@ -123,6 +123,13 @@ def test_move_between_sections_is_one_row(tmp_path: Path) -> None:
     assert d.level == "none" and d.reason == "renamed; same value"
 
 
+def test_listed_synonyms_with_an_equal_value_stay_a_rename(tmp_path: Path) -> None:
+    """Issue example: `giou`/`box` are listed as synonyms, so an equal value is a rename, not a removal and an addition."""
+    result = _diff(tmp_path, "lr: 0.1\nloss:\n  giou: 0.05\n", "lr: 0.1\nloss:\n  box: 0.05\n")
+    [d] = result.differences
+    assert (d.key, d.level, d.reason) == ("loss.giou -> loss.box", "none", "renamed; same value")
+
+
 def test_trivial_equal_values_under_unrelated_names_stay_apart(tmp_path: Path) -> None:
     result = _diff(tmp_path, "use_amp: false\n", "bidirectional: false\n")
     assert sorted((d.key, d.kind) for d in result.differences) == [("bidirectional", "added"), ("use_amp", "removed")]

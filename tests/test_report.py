@@ -9,6 +9,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -273,6 +274,24 @@ def test_figures_keep_titles_and_labels_inside_the_image(search_dir: Path, tmp_p
     for png in pngs:
         ink = edge_ink(png)
         assert max(ink.values()) == 0.0, f"{png.name}: something is cut off at the image edge ({ink})"
+
+
+def test_figure_labels_spell_out_control_characters(tmp_path: Path) -> None:
+    """Config-derived labels with ESC draw without a missing-glyph warning: the escape is spelled `\\x1b`."""
+    pytest.importorskip("matplotlib")
+    from bisect_runs.report import figures as fig
+    from bisect_runs.report.figures import CurveGroup, EffectBar, RoundCell
+
+    key, metric = "optim.lr\x1b[2J", "loss\x1b[31m"
+    history = [(s, 1.0 / (s + 1)) for s in range(5)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns "Glyph 27 missing" for a raw ESC
+        fig.plot_effects(tmp_path / "e.png", [EffectBar(key, 1.0, 0.5, 1.5, True)], metric)
+        fig.plot_learning_curves(tmp_path / "l.png", metric, [CurveGroup(f"A + {{{key}}}", [history, history])])
+        fig.plot_decisions(tmp_path / "d.png", [RoundCell(1, f"B - {{{key}}}", 1, 0, frozenset())], [key])
+        fig.plot_rounds(tmp_path / "r.png", [RoundCell(1, key, 2)], 1)
+        fig.plot_overlay(tmp_path / "o.png", metric, {"A: " + key: history, "B: x": history}, 2, "min", key)
+    assert fig.variant_name(f"A + {{{key}}}") == "A + {optim.lr\\x1b[2J}"
 
 
 def test_explained_share_is_reported_at_95_percent() -> None:

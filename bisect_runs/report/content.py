@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from bisect_runs.report.record import SearchRecord, TrialRecord, finite
+from bisect_runs.strategies.base import SearchContext
 from bisect_runs.strategies.calibration import AS_GIVEN
 
 LEVELS = ("critical", "high", "medium", "low", "none")
-ALPHA = 0.05  # the search's significance level (SearchContext.alpha) for calling an effect harmful or helpful
+ALPHA = SearchContext.alpha  # the search's significance level for calling an effect harmful or helpful
 RATE_WORDS = ("per", "wer", "cer", "acc", "accuracy", "error", "err", "top1", "top5", "f1")
 STATUSES = ("ok", "diverged", "crashed", "timeout")
 SHARE_LEVEL = 0.90  # the interval level of summary.details.shares when an entry does not state one
@@ -196,12 +197,13 @@ def factor_rows(s: dict[str, Any], unit: Unit) -> list[dict[str, Any]]:
         level = _top_level(ds)
         effect = _effect_for(s, factor.get("name"), keys)
         measured = _measured(effect, culprit=bool(set(keys) & culprit_keys))
+        shown = _shown_keys(ds, keys)
         rows.append({
             "rank": rank,
             "factor": factor.get("name"),
             "keys": keys,
-            "names": _shown_keys(ds, keys),
-            "group": _group_name(factor, _shown_keys(ds, keys)),
+            "names": shown,
+            "group": _group_name(factor, shown),
             "a": [d.get("a") for d in ds],
             "b": [d.get("b") for d in ds],
             "a_text": _side_text(ds, "a"),

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bisect_runs.escaping import terminal
+
 History = list[tuple[int, float]]
 WIDTH_IN, DPI = 8.0, 100  # 800 px: a wiki column
 COLORS = {"A": "#1b7837", "B": "#b2182b"}  # good green, bad red; variants take the cycle
@@ -72,14 +74,16 @@ def plot_overlay(
     Runs compared are not good and bad, so they take neutral colours (blue, orange, ...).
     """
     plt = _pyplot()
+    metric = terminal(metric)
     fig, ax = plt.subplots(figsize=(WIDTH_IN, 4.2), layout="constrained")
     for i, (label, history) in enumerate(curves.items()):
+        label = terminal(label)
         steps = [s for s, v in history if math.isfinite(v)]
         values = [v for s, v in history if math.isfinite(v)]
         ax.plot(steps, values, color=CYCLE[i % len(CYCLE)], lw=1.6, label=label,
                 marker="o" if len(steps) < 30 else None, ms=3)  # fmt: skip
     if diverge_at is not None:
-        label = diverge_label or f"diverge at step {diverge_at:,}"
+        label = terminal(diverge_label or f"diverge at step {diverge_at:,}")
         ax.axvline(diverge_at, color="#555555", ls="--", lw=1.2, label=label)
     better = {"min": " (lower is better)", "max": " (higher is better)"}.get(mode or "", "")
     ax.set_title(f"{metric}: A vs B by training step")
@@ -113,6 +117,7 @@ def plot_learning_curves(path: Path, metric: str, groups: Sequence[CurveGroup], 
         ax.plot(steps, mean, color=color, lw=1.8, label=f"{_short(group.label)} (n={n})")
         if n > 1:
             ax.fill_between(steps, lo, hi, color=color, alpha=0.15, lw=0)
+    metric = terminal(metric)
     ax.set_title(f"Learning curves: {metric}, mean and range over seeds")
     ax.set_xlabel("training step")
     ax.set_ylabel(metric + (f" ({unit})" if unit else ""))
@@ -162,7 +167,7 @@ def plot_effects(path: Path, bars: Sequence[EffectBar], metric: str, unit: str =
         ax.legend(loc="lower right", frameon=False)
     ax.set_yticks(range(len(rows)), [_short(b.label, 38) for b in rows])
     ax.set_ylim(-0.7, len(rows) - 0.3)
-    ax.set_xlabel(f"effect on {metric}" + (f" ({unit})" if unit else "") + ", 95 % CI; positive = worse")
+    ax.set_xlabel(f"effect on {terminal(metric)}" + (f" ({unit})" if unit else "") + ", 95 % CI; positive = worse")
     ax.set_title("Measured effect of each difference (red: culprit)")
     ax.grid(axis="y", visible=False)
     return _save(fig, path)
@@ -216,6 +221,7 @@ def plot_decisions(path: Path, cells: Sequence[RoundCell], factors: Sequence[str
 
 def variant_name(label: str, width: int = 28) -> str:
     """A variant label for an axis: `A + {f, g, h}` too long to read becomes `A + 3 factors`."""
+    label = terminal(label)
     if len(label) <= width:
         return label
     match = re.fullmatch(r"\s*([AB])\s*([-+])\s*\{(.*)\}\s*", label)
@@ -262,4 +268,6 @@ def _step_axis(ax: Any) -> None:
 
 
 def _short(label: str, width: int = 48) -> str:
+    """A config-derived label with its control characters spelled out, cut to `width` characters."""
+    label = terminal(label)
     return label if len(label) <= width else label[: width - 1] + "…"

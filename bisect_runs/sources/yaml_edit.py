@@ -18,10 +18,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from bisect_runs.errors import ConfigError
 from bisect_runs.sources.plain import to_plain
 from bisect_runs.sources.yaml_safe import (
-    EXPONENT_FLOAT,
     compose_yaml,
     construct_yaml,
     load_yaml_text,
+    resolve_exponent_floats,
 )
 
 _WIDTH = 1 << 30
@@ -42,7 +42,7 @@ class _Dumper(yaml.SafeDumper):
 
 _Dumper.add_representer(str, _Dumper.represent_str)
 # A string spelled `1e-5` is written quoted: the loader reads plain `1e-5` as a float.
-_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_FLOAT, list("-+0123456789."))
+resolve_exponent_floats(_Dumper)
 
 
 def _dump(value: Any, flow: bool) -> str:

@@ -59,10 +59,15 @@ def _construct_int_12(loader: Any, node: Node) -> int:
     return int(text)
 
 
+def resolve_exponent_floats(cls: Any) -> None:
+    """A plain `1e-5` is a float to this loader (or dumper: a string spelled so is written quoted)."""
+    cls.add_implicit_resolver(_FLOAT_TAG, EXPONENT_FLOAT, _NUMBER_START)
+
+
 def _set_up(loader: Any) -> None:
     """Constructors and scalar resolution shared by every loader class of this module."""
     loader.add_constructor(_TUPLE_TAG, _construct_tuple_as_list)
-    loader.add_implicit_resolver(_FLOAT_TAG, EXPONENT_FLOAT, _NUMBER_START)
+    resolve_exponent_floats(loader)
 
 
 def _core_12(loader: Any) -> None:
