@@ -195,8 +195,8 @@ def compare_command(run_a: str, run_b: str, modes: tuple[str, ...], window: str 
     """Compare two finished runs' metric histories (metrics.jsonl, CSV, TensorBoard, W&B, MLflow)."""
     from pathlib import Path
 
+    from bisect_runs.atomic import write_atomic
     from bisect_runs.compare import compare_runs, parse_modes, parse_window, plot_comparison, render
-    from bisect_runs.report.output import write_text_atomic
     from bisect_runs.runs import read_run
 
     steps = parse_window(window)
@@ -212,7 +212,7 @@ def compare_command(run_a: str, run_b: str, modes: tuple[str, ...], window: str 
     base = Path(output).parent if output else Path.cwd()
     text = render(comparison, fmt, base=base)
     if output:
-        write_text_atomic(Path(output), text)
+        write_atomic(Path(output), text)
         click.echo(f"Wrote {output}", err=True)
     else:
         click.echo(text, nl=False)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bisect_runs.atomic import finite
 from bisect_runs.commit_trials import CommitRunner, CommitTrials, observe
 from bisect_runs.executors import get_executor
 from bisect_runs.journal import Journal
@@ -26,7 +27,6 @@ from bisect_runs.search import (
     config_spec,
     effect_json,
     executor_options,
-    finite,
     require,
     runner_options,
     write_summary,

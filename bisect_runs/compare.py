@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from bisect_runs.atomic import finite
 from bisect_runs.errors import SettingsError
 from bisect_runs.runs import History, Run, read_run
 
@@ -105,7 +106,7 @@ class Comparison:
     problems: list[str] = field(default_factory=list)  # lines of the runs' files that were skipped
 
     def to_json(self) -> dict[str, Any]:
-        return _finite(asdict(self))
+        return finite(asdict(self))
 
 
 def compare_runs(
@@ -499,14 +500,3 @@ def _relative(path: Path, base: Path | None) -> str:
     if base is None:
         return path.as_posix()
     return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinities become None so the JSON is valid JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

@@ -9,7 +9,6 @@ observations. The decision is mapped back from factor indices to config keys.
 from __future__ import annotations
 
 import json
-import math
 import shlex
 import time
 from collections import Counter
@@ -17,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bisect_runs.atomic import write_json
 from bisect_runs.diff import DiffOptions, Factor, diff_configs, load_defaults
 from bisect_runs.errors import RunError, SettingsError
 from bisect_runs.executors import get_executor
@@ -326,26 +326,9 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: sorted(o) if isinstance(o, (set, frozenset)) else str(o)))
 
 
-def finite(value: Any) -> Any:
-    """Strict JSON: an unbounded interval end (inf) or an undefined number (nan) becomes null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    return value
-
-
 def write_summary(out_dir: Path, result: SearchResult) -> Path:
     """Write summary.json atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / SUMMARY_FILE
-    tmp = path.with_suffix(".json.tmp")
-    text = json.dumps(finite(result.to_json()), indent=2, allow_nan=False, default=str)
-    tmp.write_text(text + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_json(out_dir / SUMMARY_FILE, result.to_json())
 
 
 def diff_options(s: Settings) -> DiffOptions:

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from bisect_runs.atomic import write_json
 from bisect_runs.executors.base import Launch, ProcessEnd
 from bisect_runs.executors.processes import environ_of, group_members
 from bisect_runs.trials import START_ERROR
@@ -58,7 +59,7 @@ def run_launch(
         "job_id": _slurm_job_id(),
     }
     if end_file is not None:
-        _write_json_atomic(Path(end_file), end)
+        write_json(Path(end_file), end)
     return end
 
 
@@ -189,7 +190,7 @@ def _pgid_file(launch: Launch) -> Path:
 
 
 def _write_pgid(launch: Launch, pgid: int) -> None:
-    _write_json_atomic(_pgid_file(launch), {"host": socket.gethostname(), "pgid": pgid})
+    write_json(_pgid_file(launch), {"host": socket.gethostname(), "pgid": pgid})
 
 
 def kill_noted_group(launch: Launch) -> int:
@@ -230,11 +231,3 @@ def set_aside(launch: Launch) -> None:
             shutil.move(str(path), str(aside / path.name))
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
