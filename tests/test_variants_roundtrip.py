@@ -8,10 +8,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from bisect_runs.normalize import flatten
 from bisect_runs.sources import LoadedConfig, load_config
