@@ -39,3 +39,20 @@ def test_compare_smooth_and_noise_k_reach_the_comparison(tmp_path: Path) -> None
     data = compare_json(str(a), str(b), "--smooth", "3", "--noise-k", "4")
     assert (data["smooth"], data["k"]) == (3, 4.0)
     assert data["metrics"][0]["better"] == "A"
+
+
+def python_blocks(doc: Path) -> list[str]:
+    """The ```python blocks of a docs page, in order."""
+    parts = doc.read_text(encoding="utf-8").split("```python\n")[1:]
+    return [part.split("```", 1)[0] for part in parts]
+
+
+def test_docs_diff_library_snippet_runs_and_gives_what_it_says(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # the snippet names configs/ relative to the repository
+    (block,) = python_blocks(root / "docs" / "diff.md")
+    namespace: dict = {}
+    exec(compile(block, "docs/diff.md", "exec"), namespace)
+    result = namespace["result"]
+    assert (result.factors[0].name, result.factors[0].reason) == ("lrStart+lrEnd", "25x lower learning rate")
+    assert "| level |" in capsys.readouterr().out
