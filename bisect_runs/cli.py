@@ -210,24 +210,24 @@ def compare_command(run_a: str, run_b: str, modes: tuple[str, ...], window: str 
     """Compare two finished runs' metric histories (metrics.jsonl, CSV, TensorBoard, W&B, MLflow)."""
     from pathlib import Path
 
+    from bisect_runs.atomic import write_atomic
     from bisect_runs.compare import compare_runs, parse_modes, parse_window, plot_comparison, render
-    from bisect_runs.report.output import write_text_atomic
     from bisect_runs.runs import read_run
 
     steps = parse_window(window)
-    a, b = read_run(run_a), read_run(run_b).shifted(shift_b)
-    comparison = compare_runs(a, b, modes=parse_modes(modes), steps=steps, k=k, smooth=smooth)
+    a, b = read_run(run_a), read_run(run_b)
+    comparison = compare_runs(a, b, modes=parse_modes(modes), steps=steps, k=k, smooth=smooth, shift_b=shift_b)
     if plot_dir:
         from bisect_runs.report import figures
 
         if figures.available():
-            plot_comparison(comparison, a, b, Path(plot_dir), steps)
+            plot_comparison(comparison, a, b.shifted(shift_b), Path(plot_dir), steps)
         else:
             _echo("Plots skipped: matplotlib is not installed (pip install 'bisect-runs[report]').", err=True)
     base = Path(output).parent if output else Path.cwd()
     text = render(comparison, fmt, base=base)
     if output:
-        write_text_atomic(Path(output), text)
+        write_atomic(Path(output), text)
         _echo(f"Wrote {output}", err=True)
     else:
         _echo(text, nl=False, json=fmt == "json")

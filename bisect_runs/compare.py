@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from bisect_runs.atomic import finite
 from bisect_runs.compare_context import RunContext, run_context, run_title
 from bisect_runs.errors import SettingsError
 from bisect_runs.escaping import markdown
@@ -110,7 +111,7 @@ class Comparison:
     context: RunContext | None = None  # config and environment differences the runs recorded
 
     def to_json(self) -> dict[str, Any]:
-        return _finite(asdict(self))
+        return finite(asdict(self))
 
 
 def compare_runs(
@@ -536,14 +537,3 @@ def _relative(path: Path, base: Path | None) -> str:
     if base is None:
         return path.as_posix()
     return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinities become None so the JSON is valid JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
+from bisect_runs.atomic import write_json
 from bisect_runs.crashes import attempt_counts
 from bisect_runs.diff import DiffOptions, Factor, diff_configs
 from bisect_runs.errors import RunError, SettingsError
@@ -113,9 +114,9 @@ class Search:
         self.progress = progress
         self.cwd = cwd  # where trainers start (a commit's worktree when code is bisected too); None: here
         self.invocation = invocation  # the command line that started the search, when the CLI did
-        _require(settings)
-        self.good = load_config(_spec(settings, settings.good), settings.format_good)
-        self.bad = load_config(_spec(settings, settings.bad), settings.format_bad)
+        require(settings)
+        self.good = load_config(config_spec(settings, settings.good), settings.format_good)
+        self.bad = load_config(config_spec(settings, settings.bad), settings.format_bad)
         self.diff = diff_configs(self.good, self.bad, diff_options(settings))
         self.factors: list[Factor] = [  # hidden differences only with --include-all or a group naming them
             f for f in self.diff.factors if settings.include_all or f.level != "none" or f.name in settings.groups
@@ -392,11 +393,11 @@ class Search:
             differences=[d.to_json() for d in self.diff.differences],
             factors=[{"name": n, "keys": k} for n, k in zip(names, keys, strict=True)],
             culprits=[[key for i in c for key in keys[i]] for c in decision.culprits],
-            effects=[_effect_json(e, names, keys) for e in decision.effects],
+            effects=[effect_json(e, names, keys) for e in decision.effects],
             runs=len(self.journal.recorded_ids()),  # also trials an earlier strategy ran before a --resume
             rounds=len(self.rounds),
             verdict=verdict,
-            regression=None if decision.regression is None else _effect_json(decision.regression, names, keys),
+            regression=None if decision.regression is None else effect_json(decision.regression, names, keys),
             details={**_jsonable(decision.details), "trial_rounds": self.rounds,
                      **({"control": self.control} if self.control is not None else {})},
             complete=complete,
@@ -455,12 +456,14 @@ def _factor_keys(factor: Factor) -> list[str]:
     return [d.key_b or d.key_a or d.key for d in factor.differences]
 
 
-def _effect_json(e: Effect, names: list[str], keys: list[list[str]]) -> dict[str, Any]:
+def effect_json(e: Effect, names: list[str], keys: list[list[str]], whole: str | None = None) -> dict[str, Any]:
+    """An effect as summary.json writes it; `whole` names an effect of every factor (of more than one)."""
     factor_keys = [k for i in e.factors for k in keys[i]]
+    covers_all = whole is not None and len(e.factors) == len(keys) > 1
     return {
-        "key": ", ".join(factor_keys) if factor_keys else "B vs A",
-        "keys": factor_keys,
-        "factors": [names[i] for i in e.factors],
+        "key": ", ".join(factor_keys) if factor_keys and not covers_all else whole or "B vs A",
+        "keys": [] if covers_all else factor_keys,
+        "factors": [] if covers_all else [names[i] for i in e.factors],
         "effect": e.effect,
         "ci_low": e.ci_low,
         "ci_high": e.ci_high,
@@ -475,26 +478,9 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: sorted(o) if isinstance(o, (set, frozenset)) else str(o)))
 
 
-def _finite(value: Any) -> Any:
-    """Strict JSON: an unbounded interval end (inf) or an undefined number (nan) becomes null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 def write_summary(out_dir: Path, result: SearchResult) -> Path:
     """Write summary.json atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / SUMMARY_FILE
-    tmp = path.with_suffix(".json.tmp")
-    text = json.dumps(_finite(result.to_json()), indent=2, allow_nan=False, default=str)
-    tmp.write_text(text + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_json(out_dir / SUMMARY_FILE, result.to_json())
 
 
 def check_override_keys(command: tuple[str, ...], diff: Any, factors: list[Factor], s: Settings) -> None:
@@ -540,16 +526,21 @@ def executor_options(s: Settings) -> dict[str, Any]:
     return {"parallel": s.parallel, "gpus_per_trial": s.gpus_per_trial}
 
 
-def _spec(s: Settings, value: str | None) -> str:
+def config_spec(s: Settings, value: str | None) -> str:
+    """A config argument as load_config takes it: REV:PATH as given, a file relative to the project."""
     assert value is not None
     if ":" in value and not Path(value).exists():  # REV:PATH is read from git history
         return value
     return str(s.path(value))
 
 
-def _require(s: Settings) -> None:
-    missing = [name for name in ("good", "bad", "command", "metric", "steps") if getattr(s, name) in (None, "")]
+SEARCH_NEEDS = ("good", "bad", "command", "metric", "steps")
+
+
+def require(s: Settings, names: tuple[str, ...] = SEARCH_NEEDS, task: str = "search") -> None:
+    """Raise a SettingsError naming every setting in `names` that is missing."""
+    missing = [name for name in names if getattr(s, name) in (None, "")]
     if missing:
-        flags = ", ".join("--" + m for m in missing)
-        raise SettingsError(f"search needs {flags} (as flags or in bisect.yaml)")
+        flags = ", ".join("--" + m.replace("_", "-") for m in missing)
+        raise SettingsError(f"{task} needs {flags} (as flags or in bisect.yaml)")
 

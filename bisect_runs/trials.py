@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from bisect_runs.atomic import write_json
 from bisect_runs.errors import TrialError
 from bisect_runs.executors.base import Launch, ProcessEnd
 from bisect_runs.metrics import (
@@ -220,7 +221,7 @@ def outcome_from_json(data: Mapping[str, Any]) -> Outcome:
     """An outcome read back from outcome.json or the journal (unknown keys ignored)."""
     known = {f.name for f in dataclasses.fields(Outcome)}
     kwargs = {k: v for k, v in data.items() if k in known}
-    kwargs["history"] = [(int(s), float(v)) for s, v in data.get("history", [])]
+    kwargs["history"] = [(int(s), float("nan") if v is None else float(v)) for s, v in data.get("history", [])]
     return Outcome(**kwargs)
 
 
@@ -356,7 +357,7 @@ def prepare_launch(
         timeout_s=timeout_s,
         gpus=gpus,
     )
-    write_json_atomic(paths.launch, _launch_json(launch, attempt))
+    write_json(paths.launch, _launch_json(launch, attempt), default=encode_value)
     return launch
 
 
@@ -512,7 +513,7 @@ def _read_tail(path: Path, size: int) -> str:
 def write_outcome(out_dir: Path, outcome: Outcome) -> Path:
     """Write `trials/<id>/outcome.json` atomically."""
     path = trial_paths(out_dir, outcome.trial_id).outcome
-    write_json_atomic(path, outcome_to_json(outcome))
+    write_json(path, outcome_to_json(outcome), default=encode_value)
     return path
 
 
@@ -524,10 +525,4 @@ def read_outcome(out_dir: Path, trial_id: str) -> Outcome | None:
         return None
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON via a temp file and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=encode_value, allow_nan=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from bisect_runs.atomic import write_atomic
 from bisect_runs.errors import ConfigError
 from bisect_runs.sources import LoadedConfig, trackers
 from bisect_runs.sources.plain import to_plain
@@ -127,21 +126,6 @@ def _delete(parent: Any, segment: str | int) -> None:
         parent.pop(segment, None)
     elif isinstance(segment, int) and -len(parent) <= segment < len(parent):
         del parent[segment]
-
-
-def write_atomic(path: Path, content: str | bytes) -> None:
-    """Write a file whole or not at all (temp file in the same directory, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content.encode("utf-8") if isinstance(content, str) else content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _write(base: LoadedConfig, new: dict[str, Any], dest: Path) -> Path:

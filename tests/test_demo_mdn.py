@@ -10,12 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
-from bisect_runs.demo import mdn
-from bisect_runs.demo.contract import Options, flatten, read_config
-from bisect_runs.demo.synthetic import MdnSpec, make_mdn
+torch = pytest.importorskip("torch")  # the demos train PyTorch models: skip, not error, without it
+
+from bisect_runs.demo import mdn  # noqa: E402
+from bisect_runs.demo.contract import Options, flatten, read_config  # noqa: E402
+from bisect_runs.demo.synthetic import MdnSpec, make_mdn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -11,14 +11,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
-from bisect_runs.demo import speech
-from bisect_runs.demo.contract import Options
-from bisect_runs.demo.decoding import collapse, edit_distance, effective_length, phoneme_error_rate
-from bisect_runs.demo.optim import Adam
-from bisect_runs.demo.synthetic import SpeechSpec, make_speech
+torch = pytest.importorskip("torch")  # the demos train PyTorch models: skip, not error, without it
+
+from bisect_runs.demo import speech  # noqa: E402
+from bisect_runs.demo.contract import Options  # noqa: E402
+from bisect_runs.demo.decoding import collapse, edit_distance, effective_length, phoneme_error_rate  # noqa: E402
+from bisect_runs.demo.optim import Adam  # noqa: E402
+from bisect_runs.demo.synthetic import SpeechSpec, make_speech  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

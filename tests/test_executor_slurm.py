@@ -26,11 +26,11 @@ from click.testing import CliRunner
 from bisect_runs.cli import cli
 from bisect_runs.errors import SettingsError
 from bisect_runs.executors.base import Executor, Launch, ProcessEnd
+from bisect_runs.executors.job import job_env
 from bisect_runs.executors.slurm import (
     SlurmExecutor,
     _parse_states,
     _time_parameters,
-    job_env,
     slurm_states,
 )
 from bisect_runs.journal import read_journal

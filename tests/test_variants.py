@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,19 +14,6 @@ from bisect_runs.sources import load_config
 from bisect_runs.variants import ABSENT, apply_changes, write_variant
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sources"
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal with types, NaN equal to NaN."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and math.isnan(a):
-        return math.isnan(b)
-    return bool(a == b)
 
 
 def test_apply_changes_sets_inserts_and_removes() -> None:
@@ -317,3 +303,34 @@ def test_writes_leave_no_temporary_files(tmp_path: Path) -> None:
         "model.yaml",
         "train.yaml",
     ]
+
+
+HAND_BASE = {"optim": {"lr": 0.001, "betas": [0.9, 0.99]}, "seed": 1, "amp": True, "name": "run"}
+HAND_CHANGES: dict[tuple[str | int, ...], Any] = {
+    ("optim", "lr"): 0.02,
+    ("optim", "betas", 1): 0.95,
+    ("amp",): ABSENT,
+    ("data", "workers"): 4,
+}
+HAND_EXPECTED = {"optim": {"lr": 0.02, "betas": [0.9, 0.95]}, "seed": 1, "name": "run", "data": {"workers": 4}}
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json", "toml"])
+def test_written_variant_read_back_by_the_formats_own_parser(fmt: str, tmp_path: Path) -> None:
+    """Oracle independent of the library: the stock parser of each format and a dict written by hand."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    import yaml
+
+    file = tmp_path / f"train.{fmt}"
+    text = {
+        "yaml": "# lab config\noptim:\n  lr: 0.001\n  betas: [0.9, 0.99]\nseed: 1\namp: true\nname: run\n",
+        "json": json.dumps(HAND_BASE, indent=2),
+        "toml": 'seed = 1\namp = true\nname = "run"\n\n[optim]\nlr = 0.001\nbetas = [0.9, 0.99]\n',
+    }[fmt]
+    file.write_text(text)
+    out = write_variant(load_config(file), HAND_CHANGES, tmp_path / "out")
+    parse = {"yaml": yaml.safe_load, "json": json.loads, "toml": tomllib.loads}[fmt]
+    assert parse(out.read_text(encoding="utf-8")) == HAND_EXPECTED

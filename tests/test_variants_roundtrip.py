@@ -8,11 +8,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import tomllib
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from bisect_runs.errors import ConfigError
 from bisect_runs.normalize import flatten
 from bisect_runs.sources import LoadedConfig, load_config
 from bisect_runs.sources.toml_write import emit_toml
@@ -99,7 +105,9 @@ def round_trip(base: LoadedConfig, changes: dict[tuple[str | int, ...], Any]) ->
         assert same(flatten(same_out.data).values, flatten(base.data).values, ordered)
         try:
             expected = apply_changes(base.data, changes)
-        except Exception:  # a change through a scalar or list: refused, nothing to check
+        except ConfigError:  # a change through a scalar: write_variant must refuse it too
+            with pytest.raises(ConfigError, match="cannot change"):
+                write_variant(base, changes, Path(tmp) / "refused")
             return
         if base.format == "dir" and not all(isinstance(v, dict) for v in expected.values()):
             return

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bisect_runs.errors import SettingsError
 from bisect_runs.executors.base import Executor, Launch, ProcessEnd
+from bisect_runs.executors.processes import alive, environ_of, group_members
 from bisect_runs.trials import START_ERROR
 
 
@@ -232,11 +233,11 @@ class LocalExecutor(Executor):
         except ValueError:
             return 0
         marker = f"BISECT_RUNS_RUN_DIR={launch.run_dir}".encode()
-        pids = [pid for pid in _group_members(pgid) if marker in _environ(pid)]
+        pids = [pid for pid in group_members(pgid) if marker in environ_of(pid)]
         for pid in pids:
             _signal(pid, signal.SIGKILL, group=False)
         deadline = time.monotonic() + self.grace_s
-        while pids and time.monotonic() < deadline and any(_alive(p) for p in pids):
+        while pids and time.monotonic() < deadline and any(alive(p) for p in pids):
             time.sleep(0.02)
         return len(pids)
 
@@ -417,38 +418,5 @@ def _wait_group_gone(pgid: int, limit_s: float) -> None:
     except (ProcessLookupError, PermissionError):
         return  # the usual case: nothing was left
     deadline = time.monotonic() + limit_s
-    while any(_alive(pid) for pid in _group_members(pgid)) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in group_members(pgid)) and time.monotonic() < deadline:
         time.sleep(0.01)
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Pids whose process group is `pgid` (Linux /proc; elsewhere none are found)."""
-    members: list[int] = []
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return members
-    for entry in proc.iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[-1].split()
-            if len(fields) > 2 and fields[2] == str(pgid):
-                members.append(int(entry.name))
-    return members
-
-
-def _environ(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return b""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"

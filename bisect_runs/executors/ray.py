@@ -20,7 +20,7 @@ from typing import Any
 
 from bisect_runs.errors import SettingsError
 from bisect_runs.executors.base import Executor, Launch, ProcessEnd
-from bisect_runs.executors.slurm import kill_noted_group, process_end, run_launch
+from bisect_runs.executors.job import kill_noted_group, process_end, run_launch
 
 CANCEL_GRACE_S = 10.0  # time for interrupted tasks to stop their trainers before a forced cancel
 

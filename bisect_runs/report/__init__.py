@@ -13,11 +13,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bisect_runs.atomic import finite, write_atomic, write_json
 from bisect_runs.errors import SettingsError
 from bisect_runs.report.content import Unit, build_content, decisive_labels, factor_label, label_set
 from bisect_runs.report.environment import load_or_collect
 from bisect_runs.report.markdown import render_markdown
-from bisect_runs.report.output import write_json_atomic, write_text_atomic
 from bisect_runs.report.record import SearchRecord, load_search
 
 FORMATS = ("markdown", "json")
@@ -55,8 +55,8 @@ def write_report(
     content = build_report(out_dir, environment=environment, figures=figures)
     path = Path(out_dir) / REPORT_FILES[fmt]
     if fmt == "json":
-        return write_json_atomic(path, content)
-    return write_text_atomic(path, render_markdown(content))
+        return write_json(path, content)
+    return write_atomic(path, render_markdown(content))
 
 
 def draw_figures(record: SearchRecord, content: dict[str, Any]) -> tuple[list[dict[str, str]], str | None]:
@@ -163,4 +163,4 @@ def _finite(*values: Any) -> bool:
 
 def _json_safe(value: Any) -> Any:
     """NaN/inf to None and tuples to lists, so report.json is strict JSON."""
-    return json.loads(json.dumps(value, default=str, allow_nan=True), parse_constant=lambda _: None)
+    return finite(json.loads(json.dumps(value, default=str, allow_nan=True)))

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from bisect_runs.report.output import write_json_atomic
+from bisect_runs.atomic import write_json
 
 ENVIRONMENT_FILE = "environment.json"
 NVIDIA_SMI_TIMEOUT_S = 10
@@ -54,7 +54,7 @@ def load_or_collect(out_dir: Path, repo_dir: str | Path = ".", save: bool = True
     env = collect_environment(repo_dir)
     if not save:
         return {**env, "collected_by": "report"}
-    write_json_atomic(path, env)
+    write_json(path, env)
     return env
 
 
