@@ -39,6 +39,7 @@ from bisect_runs.strategies.base import (
     SearchContext,
     Strategy,
 )
+from bisect_runs.strategies.seeding import SeedCheck, check_seeds
 from bisect_runs.trials import (
     OK,
     Outcome,
@@ -74,6 +75,7 @@ class SearchResult:
     regression: dict[str, Any] | None = None
     details: dict[str, Any] = field(default_factory=dict)
     complete: bool = True  # False when a budget ran out or the search was interrupted
+    seeds: dict[str, Any] | None = None  # whether the trainer used the seed (strategies.seeding.SeedCheck)
 
     @property
     def exit_code(self) -> int:
@@ -122,6 +124,8 @@ class Search:
         self.out_dir = settings.path(settings.out) or Path(settings.out)
         self.rounds: list[dict[str, Any]] = []
         self.outcomes: dict[tuple[Point, int], list[Outcome]] = {}
+        self.observations: list[Observation] = []
+        self.seed_check = SeedCheck(None)  # ignored=True: the trainer gives every seed the same value
         self.journal: Journal
 
     # -- points -> trials -------------------------------------------------------------
@@ -152,7 +156,8 @@ class Search:
     def trial_for(self, request: Request) -> Trial:
         changes = tuple(sorted(self.changes_for(request.point).items(), key=lambda kv: kv[0]))
         assert self.settings.steps is not None
-        return make_trial(self.label(request.point), changes, request.seed, self.settings.steps, self.command)
+        seed = self.settings.seed_base if self.seed_check.ignored else request.seed  # deterministic: one run per point
+        return make_trial(self.label(request.point), changes, seed, self.settings.steps, self.command)
 
     def write_config(self, trial: Trial, dest: Path) -> Path:
         """Write the trial's variant of the bad config into `dest`; return the path for {config}.
@@ -260,6 +265,9 @@ class Search:
             status = INFRA if getattr(outcome, "infra", False) else outcome.status
             value = outcome.value if outcome.status == OK else None
             observations.append(Observation(request.point, request.seed, status, value))
+        self.observations += observations
+        if self.seed_check.ignored is None:
+            self.seed_check = check_seeds(self.observations)
         return observations
 
     # -- results ------------------------------------------------------------------------
@@ -274,6 +282,9 @@ class Search:
             )
         names = [f.name for f in self.factors]
         keys = [_factor_keys(f) for f in self.factors]
+        deterministic = bool(self.seed_check.ignored)
+        if deterministic:
+            verdict += " " + self.seed_check.note(self.settings.seed_base)
         result = SearchResult(
             good=str(self.settings.good),
             bad=str(self.settings.bad),
@@ -285,13 +296,14 @@ class Search:
             differences=[d.to_json() for d in self.diff.differences],
             factors=[{"name": n, "keys": k} for n, k in zip(names, keys, strict=True)],
             culprits=[[key for i in c for key in keys[i]] for c in decision.culprits],
-            effects=[_effect_json(e, names, keys) for e in decision.effects],
+            effects=[_effect_json(e, names, keys, deterministic) for e in decision.effects],
             runs=runner.runs,
             rounds=len(self.rounds),
             verdict=verdict,
-            regression=None if decision.regression is None else _effect_json(decision.regression, names, keys),
+            regression=None if decision.regression is None else _effect_json(decision.regression, names, keys, deterministic),
             details={**_jsonable(decision.details), "trial_rounds": self.rounds},
             complete=complete,
+            seeds=self.seed_check.to_json(self.settings.seed_base),
         )
         write_summary(self.out_dir, result)
         write_report(self.out_dir)
@@ -315,8 +327,13 @@ def _factor_keys(factor: Factor) -> list[str]:
     return [d.key_b or d.key_a or d.key for d in factor.differences]
 
 
-def _effect_json(e: Effect, names: list[str], keys: list[list[str]]) -> dict[str, Any]:
+def _effect_json(e: Effect, names: list[str], keys: list[list[str]], deterministic: bool = False) -> dict[str, Any]:
+    """An effect for summary.json; a trainer that ignores the seed has no intervals or p-values to give."""
     factor_keys = [k for i in e.factors for k in keys[i]]
+    if deterministic:
+        return {"key": ", ".join(factor_keys) if factor_keys else "B vs A", "keys": factor_keys,
+                "factors": [names[i] for i in e.factors], "effect": e.effect, "ci_low": None, "ci_high": None,
+                "explained_fraction": e.explained_fraction, "p_value": None, "n": e.n, "deterministic": True}  # fmt: skip
     return {
         "key": ", ".join(factor_keys) if factor_keys else "B vs A",
         "keys": factor_keys,

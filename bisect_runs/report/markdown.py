@@ -17,6 +17,7 @@ def render_markdown(c: dict[str, Any]) -> str:
         [f"# {c['title']}", ""],
         _partial_banner(c),
         _verdict(c),
+        _seeds(c),
         _differences(c),
         _trials(c, unit),
         _figures(c),
@@ -50,6 +51,14 @@ def _verdict(c: dict[str, Any]) -> list[str]:
         bullets.append(f"- Hint: {details['hint']}")
     bullets += _part_links(details.get("parts"))
     return lines + (bullets + [""] if bullets else [])
+
+
+def _seeds(c: dict[str, Any]) -> list[str]:
+    """A trainer that ignored the seed: say so beside the verdict (its intervals would be made up)."""
+    seeds = c.get("seeds") or {}
+    if not seeds.get("ignored"):
+        return []
+    return ["## Seeds", "", f"> **{seeds['note']}**", ""]
 
 
 PART_TITLES = {"config": "Config differences at the bad commit", "code": "Code, bisected with the good config"}
