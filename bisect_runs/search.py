@@ -45,6 +45,7 @@ from bisect_runs.strategies.base import (
 from bisect_runs.strategies.calibration import AS_GIVEN, Calibration, calibrate
 from bisect_runs.strategies.evidence import Evidence
 from bisect_runs.trackers import Tracking
+from bisect_runs.strategies.seeding import SeedCheck, check_seeds
 from bisect_runs.trials import (
     OK,
     Outcome,
@@ -80,6 +81,7 @@ class SearchResult:
     regression: dict[str, Any] | None = None
     details: dict[str, Any] = field(default_factory=dict)
     complete: bool = True  # False when a budget ran out or the search was interrupted
+    seeds: dict[str, Any] | None = None  # whether the trainer used the seed (strategies.seeding.SeedCheck)
 
     @property
     def exit_code(self) -> int:
@@ -128,6 +130,8 @@ class Search:
         self.out_dir = settings.path(settings.out) or Path(settings.out)
         self.rounds: list[dict[str, Any]] = []
         self.outcomes: dict[tuple[Point, int], list[Outcome]] = {}
+        self.observations: list[Observation] = []
+        self.seed_check = SeedCheck(None)  # ignored=True: the trainer gives every seed the same value
         self.journal: Journal
         self.held_searched = False  # the held differences joined the search (the control beat B)
         self.control: dict[str, Any] | None = None  # the exact good config against B, when it ran
@@ -165,7 +169,8 @@ class Search:
     def trial_for(self, request: Request) -> Trial:
         changes = tuple(sorted(self.changes_for(request.point).items(), key=lambda kv: kv[0]))
         assert self.settings.steps is not None
-        return make_trial(self.label(request.point), changes, request.seed, self.settings.steps, self.command)
+        seed = self.settings.seed_base if self.seed_check.ignored else request.seed  # deterministic: one run per point
+        return make_trial(self.label(request.point), changes, seed, self.settings.steps, self.command)
 
     def write_config(self, trial: Trial, dest: Path) -> Path:
         """Write the trial's variant of the bad config into `dest`; return the path for {config}.
@@ -368,6 +373,9 @@ class Search:
             value = outcome.value if outcome.status == OK else None
             attempts, crashed = attempt_counts(outcome)
             observations.append(Observation(request.point, request.seed, status, value, attempts, crashed))
+        self.observations += observations
+        if self.seed_check.ignored is None:
+            self.seed_check = check_seeds(self.observations)
         return observations
 
     # -- results ------------------------------------------------------------------------
@@ -382,6 +390,9 @@ class Search:
             )
         names = [f.name for f in self.factors]
         keys = [_factor_keys(f) for f in self.factors]
+        deterministic = bool(self.seed_check.ignored)
+        if deterministic:
+            verdict += " " + self.seed_check.note(self.settings.seed_base)
         result = SearchResult(
             good=str(self.settings.good),
             bad=str(self.settings.bad),
@@ -393,14 +404,15 @@ class Search:
             differences=[d.to_json() for d in self.diff.differences],
             factors=[{"name": n, "keys": k} for n, k in zip(names, keys, strict=True)],
             culprits=[[key for i in c for key in keys[i]] for c in decision.culprits],
-            effects=[effect_json(e, names, keys) for e in decision.effects],
+            effects=[effect_json(e, names, keys, deterministic=deterministic) for e in decision.effects],
             runs=len(self.journal.recorded_ids()),  # also trials an earlier strategy ran before a --resume
             rounds=len(self.rounds),
             verdict=verdict,
-            regression=None if decision.regression is None else effect_json(decision.regression, names, keys),
+            regression=None if decision.regression is None else effect_json(decision.regression, names, keys, deterministic=deterministic),
             details={**_jsonable(decision.details), "trial_rounds": self.rounds,
                      **({"control": self.control} if self.control is not None else {})},
             complete=complete,
+            seeds=self.seed_check.to_json(self.settings.seed_base),
         )
         write_summary(self.out_dir, result)
         write_report(self.out_dir)
@@ -456,10 +468,13 @@ def _factor_keys(factor: Factor) -> list[str]:
     return [d.key_b or d.key_a or d.key for d in factor.differences]
 
 
-def effect_json(e: Effect, names: list[str], keys: list[list[str]], whole: str | None = None) -> dict[str, Any]:
-    """An effect as summary.json writes it; `whole` names an effect of every factor (of more than one)."""
+def effect_json(e: Effect, names: list[str], keys: list[list[str]], whole: str | None = None,
+                deterministic: bool = False) -> dict[str, Any]:
+    """An effect as summary.json writes it; `whole` names an effect of every factor (of more than one);
+    a trainer that ignores the seed (`deterministic`) has no intervals or p-values to give."""
     factor_keys = [k for i in e.factors for k in keys[i]]
     covers_all = whole is not None and len(e.factors) == len(keys) > 1
+    measured = {"ci_low": None, "ci_high": None, "p_value": None, "deterministic": True} if deterministic else {}
     return {
         "key": ", ".join(factor_keys) if factor_keys and not covers_all else whole or "B vs A",
         "keys": [] if covers_all else factor_keys,
@@ -470,6 +485,7 @@ def effect_json(e: Effect, names: list[str], keys: list[list[str]], whole: str |
         "explained_fraction": e.explained_fraction,
         "p_value": e.p_value,
         "n": e.n,
+        **measured,
     }
 
 

@@ -126,6 +126,7 @@ def build_content(record: SearchRecord, environment: dict[str, Any] | None) -> d
         "reproduce": reproduce_section(record, environment),
         "costs": cost_section(record.trials),
         "environment": environment,
+        "seeds": s.get("seeds"),
     }
 
 

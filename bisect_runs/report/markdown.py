@@ -19,6 +19,7 @@ def render_markdown(c: dict[str, Any]) -> str:
         [f"# {c['title']}", ""],
         _partial_banner(c),
         _verdict(c),
+        _seeds(c),
         _differences(c),
         _trials(c, unit),
         _figures(c),
@@ -81,6 +82,14 @@ def _control_line(control: Any) -> list[str]:
         text = (f"the good config exactly as given, run beside B over {seeds} seeds, did not beat B; "
                 f"the held differences ({held}) do not hide a regression.")
     return [f"- Control: {text}"]
+
+
+def _seeds(c: dict[str, Any]) -> list[str]:
+    """A trainer that ignored the seed: say so beside the verdict (its intervals would be made up)."""
+    seeds = c.get("seeds") or {}
+    if not seeds.get("ignored"):
+        return []
+    return ["## Seeds", "", f"> **{seeds['note']}**", ""]
 
 
 PART_TITLES = {"config": "Config differences at the bad commit", "code": "Code, bisected with the good config"}
