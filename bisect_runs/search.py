@@ -44,8 +44,8 @@ from bisect_runs.strategies.base import (
 )
 from bisect_runs.strategies.calibration import AS_GIVEN, Calibration, calibrate
 from bisect_runs.strategies.evidence import Evidence
-from bisect_runs.trackers import Tracking
 from bisect_runs.strategies.seeding import SeedCheck, check_seeds
+from bisect_runs.trackers import Tracking
 from bisect_runs.trials import (
     OK,
     Outcome,
