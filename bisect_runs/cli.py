@@ -117,7 +117,7 @@ def _pair_option(flag: str, value: str) -> tuple[str, str]:
 @click.option("--seeds", type=int, help="Seeds per arm for oat/ddmin and the first calibration round.")
 @click.option("--parallel", help="Trials at once: a number or 'auto' (one per GPU slot, else per core pair).")
 @click.option("--gpus-per-trial", type=int, help="GPUs each trial holds.")
-@click.option("--strategy", type=click.Choice(["auto", "screen", "oat", "ddmin"]), help="How to search.")
+@click.option("--strategy", type=click.Choice(["auto", "screen", "oat", "ddmin", "bayes"]), help="How to search.")
 @click.option("--executor", type=click.Choice(["local", "slurm", "ray"]), help="Where trials run.")
 @click.option("--timeout", type=float, help="Seconds before a trial is killed (timeout outcome).")
 @click.option("--out", help="Output directory (journal, trials, summary, report).")

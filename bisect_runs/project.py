@@ -16,7 +16,7 @@ import yaml
 from bisect_runs.errors import SettingsError
 
 PROJECT_FILE = "bisect.yaml"
-STRATEGIES = ("auto", "screen", "oat", "ddmin")
+STRATEGIES = ("auto", "screen", "oat", "ddmin", "bayes")
 EXECUTORS = ("local", "slurm", "ray")
 MODES = ("min", "max")
 METRIC_SOURCES = ("jsonl", "regex", "csv", "tensorboard")

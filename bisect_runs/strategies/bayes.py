@@ -110,12 +110,14 @@ def suspects(first: Posterior, previous: Posterior | None, n: int) -> list[int]:
 
 
 def forced_points(ev: Evidence, post: Posterior | None) -> list[Point]:
-    """A and B first; then the leading explanation's own A + T and B - T, once it is likely."""
+    """A and B while the regression itself is in doubt; the leading explanation's A + T and B - T once it is likely."""
     n = ev.ctx.n_factors
     a, b = a_point(), b_point(n)
     if post is None:
         return [a, b]
     out: list[Point] = []
+    if post.p_reproduced(ev.ctx.min_effect) < CONFIDENCE:  # is there a regression at all? A and B say most
+        out += [a, b]
     best = post.hyps[post.best()]
     if post.prob[post.best()] >= CONFIRM_AT or best.kind == "null":
         out += [p for p in (a, b) if ev.count(p) < MIN_REFERENCE]

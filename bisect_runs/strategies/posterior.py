@@ -25,6 +25,7 @@ SHARED_GRID = (0.0, 0.25, 0.5, 0.75)  # share of the noise variance common to a 
 MAX_G = 1e6  # cap on (tau / sigma_ref)^2: a noiseless trainer must not make the prior degenerate
 INTERCEPT_G = 1e6  # the intercept's prior is flat in practice
 A0 = 0.01  # vague inverse-gamma prior on the noise variance
+BACKGROUND = 0.1  # sd of the sum of all innocent effects, as a share of the effect scale tau
 
 
 @dataclass
@@ -77,21 +78,17 @@ class Posterior:
         return out
 
 
-def whitening(seeds: np.ndarray, shared: float) -> tuple[np.ndarray, float]:
-    """W with W Sigma W' = I for compound-symmetric noise per seed block, and log det of Sigma's correlation."""
-    n = len(seeds)
-    w = np.eye(n)
-    logdet = 0.0
-    if shared <= 0:
-        return w, 0.0
-    for seed in np.unique(seeds):
-        idx = np.flatnonzero(seeds == seed)
-        m = len(idx)
-        c = 1.0 - math.sqrt((1 - shared) / (1 - shared + shared * m))
-        block = (np.eye(m) - c / m) / math.sqrt(1 - shared)
-        w[np.ix_(idx, idx)] = block
-        logdet += (m - 1) * math.log(1 - shared) + math.log(1 - shared + shared * m)
-    return w, logdet
+def whitening(seeds: np.ndarray, shared: float, x: np.ndarray, background: float) -> tuple[np.ndarray, float]:
+    """W with W C W' = I and log det C, for C the noise correlation plus the small effects of every factor.
+
+    C = (1 - shared) I + shared [same seed] + background X X': the seed block effect, and
+    innocent differences of sd sqrt(background) (in noise units) on every factor, which no
+    sparse explanation names but which move every run a little.
+    """
+    same = (seeds[:, None] == seeds[None, :]).astype(float)
+    c = (1 - shared) * np.eye(len(seeds)) + shared * same + background * (x @ x.T)
+    chol = np.linalg.cholesky(c)
+    return np.linalg.inv(chol), 2.0 * float(np.sum(np.log(np.diag(chol))))
 
 
 def marginals(
@@ -182,8 +179,9 @@ def score(
         groups.setdefault(c.shape[1] if h.kind != "diffuse" else -1, []).append(k)
     per_s: list[np.ndarray] = []
     fits: list[dict[int, tuple[np.ndarray, np.ndarray, float]]] = []
+    background = (BACKGROUND * tau / max(sigma_ref, 1e-12)) ** 2 / n_f
     for s in SHARED_GRID:
-        w, logdet = whitening(seeds, s)
+        w, logdet = whitening(seeds, s, x, min(background, MAX_G))
         yw = w @ y
         lm = np.zeros(len(hyps))
         fit: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
@@ -193,7 +191,8 @@ def score(
             g = np.full(k_cols, g1 / (n_f if key == -1 else 1))
             logm, beta, cov, var = marginals(cols, yw, w, g, b0)
             for idx, k in enumerate(members):
-                lm[k] = logm[idx] - 0.5 * logdet + sign_adjustment(hyps[k].signs, beta[idx], cov[idx], delta[len(hyps[k].signs) > 1], tau)
+                floor = delta[len(hyps[k].signs) > 1]
+                lm[k] = logm[idx] - 0.5 * logdet + sign_adjustment(hyps[k].signs, beta[idx], cov[idx], floor, tau)
                 fit[k] = (beta[idx], cov[idx], float(var[idx]))
         per_s.append(lm)
         fits.append(fit)
@@ -209,6 +208,5 @@ def score(
     contrast = [h.columns(np.ones((1, n_f)))[0] - h.columns(np.zeros((1, n_f)))[0] for h in hyps]
     gap = np.array([float(c @ b) for c, b in zip(contrast, coef, strict=True)])
     gap_sd = np.array([math.sqrt(max(float(c @ v @ c), 0.0)) for c, v in zip(contrast, covs, strict=True)])
-    best = int(np.argmax(prob))
-    sigma = math.sqrt(fits[s_best][best][2])
+    sigma = math.sqrt(float(sum(p * fits[s_best][k][2] for k, p in enumerate(prob))))
     return Posterior(list(hyps), prob, coef, covs, gap, gap_sd, sigma, float(np.dot(s_weights, SHARED_GRID)))
