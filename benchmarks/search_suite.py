@@ -40,6 +40,11 @@ class Cell:
     reps: int
     parallel: int
     prior: str
+    shared: float = 0.0
+    timeout: float = 0.0
+    tails: float = 0.0
+    innocent_sd: float = 0.03
+    steps: int = 200
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,10 @@ def run_cell(cell: Cell) -> Score:
     for rep in range(cell.reps):
         tag = zlib.crc32(f"{cell.scenario}/{cell.n}/{cell.d}".encode())
         rng = np.random.default_rng([rep, tag])
-        sc = make_scenario(cell.scenario, cell.n, cell.d, rng, prior=cell.prior)
+        sc = make_scenario(
+            cell.scenario, cell.n, cell.d, rng, innocent_sd=cell.innocent_sd, prior=cell.prior,
+            shared=cell.shared, timeout=cell.timeout, tails=cell.tails,
+        )
         ctx = SearchContext(
             n_factors=cell.n,
             factor_names=[f"f{i}" for i in range(cell.n)],
@@ -75,7 +83,7 @@ def run_cell(cell: Cell) -> Score:
 
 
 def table(scores: Sequence[Score], strategies: Sequence[str]) -> str:
-    """A Markdown table: one row per (n, d, scenario), accuracy / runs / rounds per strategy."""
+    """A Markdown table: one row per (n, d, scenario), accuracy / runs / rounds / trial-steps per strategy."""
     by = {(s.cell.n, s.cell.d, s.cell.scenario, s.cell.strategy): s for s in scores}
     keys = sorted({(s.cell.n, s.cell.d, s.cell.scenario) for s in scores}, key=lambda k: (k[0], k[1], scenario_order(k[2])))
     head = "| n | d | scenario | " + " | ".join(strategies) + " |"
@@ -84,7 +92,8 @@ def table(scores: Sequence[Score], strategies: Sequence[str]) -> str:
         cells = []
         for strategy in strategies:
             s = by.get((n, d, scenario, strategy))
-            cells.append("" if s is None else f"{s.accuracy:.0%} / {s.runs:.0f} / {s.rounds:.1f}")
+            steps = s.runs * s.cell.steps if s is not None else 0.0
+            cells.append("" if s is None else f"{s.accuracy:.1%} / {s.runs:.1f} / {s.rounds:.1f} / {steps:.0f}")
         lines.append(f"| {n} | {d:g} | {scenario} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -102,6 +111,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--strategies", nargs="+", default=["auto", "oat", "ddmin"], choices=STRATEGIES)
     p.add_argument("--parallel", type=int, default=4, help="slots P (default 4)")
     p.add_argument("--prior", default="informative", choices=PRIORS, help="prior scores given to the strategies")
+    p.add_argument("--shared", type=float, default=0.0, help="share of the noise variance common to a seed")
+    p.add_argument("--timeouts", type=float, default=0.0, help="chance that any trial times out (default 0)")
+    p.add_argument("--tails", type=float, default=0.0, help="Student-t degrees of freedom of the noise (0: normal)")
+    p.add_argument("--innocent-sd", type=float, default=0.03, help="sd of the innocent factors' effects (0.03)")
+    p.add_argument("--steps", type=int, default=200, help="steps per trial, for the trial-steps column (200)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes over cells (default 2)")
     p.add_argument("--quick", action="store_true", help="20 reps, n=12, d in {2, 8}: a smoke run")
     args = p.parse_args(argv)
@@ -113,7 +127,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     cells = [
-        Cell(sc, n, d, st, args.reps, args.parallel, args.prior)
+        Cell(sc, n, d, st, args.reps, args.parallel, args.prior, args.shared, args.timeouts, args.tails,
+             args.innocent_sd, args.steps)
         for n, d, sc, st in itertools.product(args.n, args.d, args.scenarios, args.strategies)
     ]
     started = time.perf_counter()
@@ -122,7 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             scores = pool.map(run_cell, cells, chunksize=1)
     else:
         scores = [run_cell(c) for c in cells]
-    print(f"accuracy / mean runs / mean rounds, P={args.parallel}, {args.reps} reps, priors {args.prior}\n")
+    noise = f"shared {args.shared:g}, timeouts {args.timeouts:g}, tails {args.tails:g}, innocent sd {args.innocent_sd:g}"
+    print(f"accuracy / mean runs / mean rounds / mean trial-steps ({args.steps} per trial), P={args.parallel}, "
+          f"{args.reps} reps, priors {args.prior}, {noise}\n")
     print(table(scores, args.strategies))
     print(f"\n{len(cells)} cells in {time.perf_counter() - started:.1f} s with {args.jobs} job(s)")
     return 0

@@ -129,7 +129,7 @@ def diff_command(ctx: click.Context, a: str | None, b: str | None, fmt: str, sho
 @click.option("--seeds", type=int, help="Seeds per arm for oat/ddmin and the first calibration round.")
 @click.option("--parallel", help="Trials at once: a number or 'auto' (one per GPU slot, else one per CPU core).")
 @click.option("--gpus-per-trial", type=int, help="GPUs each trial holds.")
-@click.option("--strategy", type=click.Choice(["auto", "screen", "oat", "ddmin"]), help="How to search.")
+@click.option("--strategy", type=click.Choice(["auto", "screen", "oat", "ddmin", "bayes"]), help="How to search.")
 @click.option("--executor", type=click.Choice(["local", "slurm", "ray"]), help="Where trials run.")
 @click.option("--timeout", type=float, help="Seconds before a trial is killed (timeout outcome).")
 @click.option("--out", help="Output directory (journal, trials, summary, report).")

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from bisect_runs.diff import DiffOptions
 
 PROJECT_FILE = "bisect.yaml"
-STRATEGIES = ("auto", "screen", "oat", "ddmin")
+STRATEGIES = ("auto", "screen", "oat", "ddmin", "bayes")
 EXECUTORS = ("local", "slurm", "ray")
 MODES = ("min", "max")
 METRIC_SOURCES = ("jsonl", "regex", "csv", "tensorboard", "wandb")

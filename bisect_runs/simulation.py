@@ -14,9 +14,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bisect_runs.strategies.base import CRASHED, DIVERGED, INFRA, OK, Observation, Point, Request
+from bisect_runs.strategies.base import (
+    CRASHED,
+    DIVERGED,
+    INFRA,
+    OK,
+    TIMEOUT,
+    Observation,
+    Point,
+    Request,
+)
 
-SCENARIOS = ("single", "additive2", "and2", "or2", "mask", "nan_and", "null", "diffuse", "crash")
+SCENARIOS = ("single", "additive2", "and2", "or2", "mask", "nan_and", "null", "diffuse", "crash", "and3")
 PRIORS = ("informative", "uniform", "misleading")
 
 
@@ -32,6 +41,8 @@ class Scenario:
     crash_when: list[tuple[frozenset[int], frozenset[int]]] = field(default_factory=list)  # (present, absent)
     infra: float = 0.0  # chance of a transient infrastructure crash per run
     shared: float = 0.0  # share of the noise variance common to all points at the same seed
+    timeout: float = 0.0  # chance that a run hangs and times out, whatever its point
+    tails: float = 0.0  # degrees of freedom of Student-t noise (heavy tails); 0 = normal noise
     key: int = 0
     base: float = 1.0
     mode: str = "min"
@@ -54,15 +65,23 @@ class Scenario:
         shared_rng = np.random.default_rng([self.key, seed, 1 << 30])
         if rng.random() < self.infra:
             return Observation(point, seed, INFRA, None)
+        if self.timeout and np.random.default_rng([self.key, seed, 7, *sorted(point)]).random() < self.timeout:
+            return Observation(point, seed, TIMEOUT, None)
         if any(present <= point and not (absent & point) for present, absent in self.crash_when):
             return Observation(point, seed, CRASHED, None)
         draw = rng.random()
         for members, p in self.diverge.items():
             if all(i in point for i in members) and draw < p:
                 return Observation(point, seed, DIVERGED, None)
-        noise = math.sqrt(1 - self.shared) * rng.normal() + math.sqrt(self.shared) * shared_rng.normal()
+        noise = math.sqrt(1 - self.shared) * self.draw(rng) + math.sqrt(self.shared) * self.draw(shared_rng)
         loss = self.mean(point) + self.noise_sd * noise
         return Observation(point, seed, OK, loss if self.mode == "min" else -loss)
+
+    def draw(self, rng: np.random.Generator) -> float:
+        """One unit-variance noise draw: normal, or Student-t with `tails` degrees of freedom (> 2)."""
+        if not self.tails:
+            return float(rng.normal())
+        return float(rng.standard_t(self.tails) * math.sqrt((self.tails - 2) / self.tails))
 
     def evaluate(self, requests: Sequence[Request]) -> list[Observation]:
         return [self.observe(r) for r in requests]
@@ -81,8 +100,15 @@ def make_scenario(
     innocent_sd: float = 0.03,
     prior: str = "informative",
     mode: str = "min",
+    shared: float = 0.0,
+    timeout: float = 0.0,
+    tails: float = 0.0,
 ) -> Scenario:
-    """A random instance of a benchmark scenario: culprit positions, innocent effects and priors drawn from rng."""
+    """A random instance of a benchmark scenario: culprit positions, innocent effects and priors drawn from rng.
+
+    shared, timeout, tails: the noise share common to a seed, the chance of a random
+    timeout, Student-t degrees of freedom of the noise (see `Scenario`).
+    """
     if kind not in SCENARIOS:
         raise ValueError(f"unknown scenario {kind!r}; valid: {', '.join(SCENARIOS)}")
     if n < 3:
@@ -90,6 +116,7 @@ def make_scenario(
     main = rng.normal(0.0, innocent_sd, n)
     i, j, k = (int(x) for x in rng.choice(n, 3, replace=False))
     sc = Scenario(n, main, 1.0 / d, key=int(rng.integers(2**31)), mode=mode, kind=kind)
+    sc.shared, sc.timeout, sc.tails = shared, timeout, tails
     if kind in ("single", "crash"):
         main[i], sc.truth = 1.0, [[i]]
         if kind == "crash":  # a bystander that crashes whenever it runs without its companion k
@@ -102,6 +129,10 @@ def make_scenario(
         sc.truth = [sorted((i, j))]
         if kind == "nan_and":
             sc.diverge[(i, j)] = 0.7
+    elif kind == "and3":  # +1 only when all three are present
+        main[i] = main[j] = main[k] = 0.0
+        sc.interactions[(i, j, k)] = 1.0
+        sc.truth = [sorted((i, j, k))]
     elif kind == "or2":
         main[i], main[j] = 1.0, 1.0
         sc.interactions[(i, j)] = -1.0

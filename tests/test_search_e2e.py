@@ -100,7 +100,7 @@ def test_bad_settings_are_one_error_line(tmp_path: Path) -> None:
     code, _, output = run_search(root)
     assert code == 2
     assert output.strip().splitlines()[-1].startswith("Error: ")
-    assert "strategy must be one of auto, screen, oat, ddmin" in output
+    assert "strategy must be one of auto, screen, oat, ddmin, bayes" in output
     assert "Traceback" not in output
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from bisect_runs.errors import SettingsError
 from bisect_runs.strategies.base import Decision, Observation, Request, SearchContext, Strategy
 
-STRATEGIES = ("auto", "screen", "oat", "ddmin")
+STRATEGIES = ("auto", "screen", "oat", "ddmin", "bayes")
 
 
 def make_strategy(name: str, ctx: SearchContext) -> Strategy:
@@ -24,6 +24,10 @@ def make_strategy(name: str, ctx: SearchContext) -> Strategy:
         from bisect_runs.strategies.ddmin import ddmin
 
         return ddmin(ctx)
+    if name == "bayes":
+        from bisect_runs.strategies.bayes import bayes
+
+        return bayes(ctx)
     from bisect_runs.strategies.auto import auto
 
     return auto(ctx, always_screen=name == "screen")
