@@ -81,7 +81,7 @@ def test_unknown_strategy_lists_valid_names() -> None:
     sc = make_scenario("single", 5, 4.0, np.random.default_rng(0))
     with pytest.raises(SettingsError, match="unknown strategy 'bisect'; valid strategies: auto, screen, oat, ddmin"):
         make_strategy("bisect", context(sc))
-    assert STRATEGIES == ("auto", "screen", "oat", "ddmin")
+    assert STRATEGIES == ("auto", "screen", "oat", "ddmin", "bayes")
 
 
 def test_drive_counts_runs_and_rounds_and_checks_answers() -> None:
