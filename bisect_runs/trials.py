@@ -386,6 +386,20 @@ def _launch_json(launch: Launch, attempt: int) -> dict[str, Any]:
     return {**data, "argv": list(launch.argv), "attempt": attempt, **{k: str(data[k]) for k in ("run_dir", "stdout_path", "stderr_path")}}
 
 
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH", re.IGNORECASE)
+
+
+def record_environment(launch: Launch, env: Mapping[str, str]) -> None:
+    """Add to the trial's launch.json the whole environment its trainer got (secrets' values withheld)."""
+    path = launch.run_dir.parent / "launch.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # not a trial directory this search wrote (a bare Launch in a test)
+    data["environment"] = {k: ("<withheld>" if SECRET_NAME.search(k) else v) for k, v in sorted(env.items())}
+    write_json(path, data)
+
+
 def _fresh_dir(paths: TrialPaths, attempt: int) -> None:
     """Start from an empty trial directory; a retry first moves the earlier attempt aside."""
     if attempt > 1 and paths.dir.exists():

@@ -334,3 +334,21 @@ def test_the_good_config_as_given_runs_as_a_control_whenever_differences_are_hel
     labels = [e["trial"]["label"] for e in read_journal(root / "out") if e.get("event") == "trial"]
     assert labels.count("A (as given)") == control["seeds"] >= 2
     assert "- Control: the good config exactly as given, run beside B over" in (root / "out" / "report.md").read_text()
+
+
+def test_launch_json_holds_the_whole_environment_the_trainer_got(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAB_API_KEY", "s3cret")
+    monkeypatch.setenv("LAB_NOTE", "kept")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    root = project(tmp_path, {"value": "1.0 + (lr < 0.01)", "noise": 0.15})
+    code, _, output = run_search(root, "--max-runs", "4")
+    assert code in (0, 1), output
+    launches = [json.loads(p.read_text()) for p in (root / "out" / "trials").glob("*/launch.json")]
+    assert launches
+    for launch in launches:
+        env = launch["environment"]
+        assert env["CUDA_VISIBLE_DEVICES"] == ""  # a CPU slot
+        assert env["OMP_NUM_THREADS"].isdigit()
+        assert env["BISECT_RUNS_SEED"] and env["BISECT_RUNS_RUN_DIR"] == launch["run_dir"]
+        assert env["LAB_NOTE"] == "kept" and env["LAB_API_KEY"] == "<withheld>"
+    assert "s3cret" not in "".join(p.read_text() for p in (root / "out").rglob("launch.json"))

@@ -25,7 +25,7 @@ from typing import Any
 from bisect_runs.atomic import write_json
 from bisect_runs.executors.base import Launch, ProcessEnd
 from bisect_runs.executors.processes import environ_of, group_members
-from bisect_runs.trials import START_ERROR
+from bisect_runs.trials import START_ERROR, record_environment
 
 KILL_GRACE_S = 5.0  # SIGTERM first, SIGKILL this long after, like the local executor
 
@@ -46,6 +46,7 @@ def run_launch(
         set_aside(launch)
     launch.run_dir.mkdir(parents=True, exist_ok=True)
     env = job_env(launch, launch.gpus if gpus is None else gpus, os.environ)
+    record_environment(launch, env)
     with _noting_sigterm() as terminated:
         returncode, timed_out, start_error = _run_process(launch, env, cwd)
     end = {

@@ -25,7 +25,7 @@ from pathlib import Path
 from bisect_runs.errors import SettingsError
 from bisect_runs.executors.base import Executor, Launch, ProcessEnd
 from bisect_runs.executors.processes import alive, environ_of, group_members
-from bisect_runs.trials import START_ERROR
+from bisect_runs.trials import START_ERROR, record_environment
 
 
 @dataclass(frozen=True)
@@ -278,6 +278,7 @@ class LocalExecutor(Executor):
 
     def _run(self, launch: Launch, slot: Slot) -> ProcessEnd:
         env = {**self._base_env, **launch.env, **slot.env}
+        record_environment(launch, env)
         with self._lock:
             if self._cancelling:
                 return ProcessEnd(
