@@ -12,6 +12,7 @@ import json
 import math
 import re
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,14 @@ _MEMORY = re.compile(
     r"(?:[_-]?\(?(mb|mib|gb|gib|kb|kib|bytes|b)\)?)?$"
 )
 _UNIT_TO_MB = {"mb": 1.0, "mib": 1.0, "gb": 1024.0, "gib": 1024.0, "kb": 1 / 1024, "kib": 1 / 1024, "bytes": 2.0**-20, "b": 2.0**-20}
-_LOG_SPEED = [
-    (re.compile(r"(\d+(?:\.\d+)?)\s*it/s\b"), False),  # tqdm
-    (re.compile(r"(\d+(?:\.\d+)?)\s*s/it\b"), True),  # tqdm when slower than 1 it/s
-    (re.compile(r"\bsteps?[_/ ]?(?:per[_ ])?s(?:ec(?:ond)?)?\s*[=:]\s*(\d+(?:\.\d+)?)", re.IGNORECASE), False),
-    (re.compile(r"(\d+(?:\.\d+)?)\s*steps?/s(?:ec)?\b", re.IGNORECASE), False),
+_LOG_SPEED: list[tuple[re.Pattern[str], Callable[[float], float]]] = [
+    (re.compile(r"(\d+(?:\.\d+)?)\s*it/s\b"), float),  # tqdm
+    (re.compile(r"(\d+(?:\.\d+)?)\s*s/it\b"), lambda v: 1 / v),  # tqdm when slower than 1 it/s
+    (re.compile(r"\bsteps?[_/ ]?(?:per[_ ])?s(?:ec(?:ond)?)?\s*[=:]\s*(\d+(?:\.\d+)?)", re.IGNORECASE), float),
+    (re.compile(r"(\d+(?:\.\d+)?)\s*steps?/s(?:ec)?\b", re.IGNORECASE), float),
+    # nanoGPT: `iter 100: loss 2.1, time 25.15ms` is one iteration's time
+    (re.compile(r"\biter(?:ation)?\s*\d+\b[^\n]*?\btime\s*[=:]?\s*(\d+(?:\.\d+)?)\s*ms\b", re.IGNORECASE),
+     lambda v: 1000 / v),
 ]
 
 
@@ -196,14 +200,14 @@ def memory_from_series(series: dict[str, History]) -> float | None:
 
 
 def speed_from_log(text: str) -> float | None:
-    """Steps/s from progress lines (tqdm's `it/s` or `s/it`, `steps/s`), the last one printed."""
-    best: tuple[int, float] | None = None
-    for pattern, inverse in _LOG_SPEED:
-        for match in pattern.finditer(text):
-            value = float(match.group(1))
-            if value > 0 and (best is None or match.start() > best[0]):
-                best = (match.start(), 1 / value if inverse else value)
-    return None if best is None else best[1]
+    """The median steps/s of progress lines (tqdm's `it/s` or `s/it`, `steps/s`, per-iteration `time 25ms`)."""
+    readings = [
+        to_steps(float(match.group(1)))
+        for pattern, to_steps in _LOG_SPEED
+        for match in pattern.finditer(text)
+        if float(match.group(1)) > 0
+    ]
+    return float(statistics.median(readings)) if readings else None
 
 
 # -- readers ---------------------------------------------------------------------------
@@ -392,7 +396,8 @@ def _leaf(name: str) -> str:
 
 def _is_speed(name: str) -> bool:
     lower = name.lower()
-    return _leaf(name) in SPEED_NAMES or any(lower == s or lower.endswith("/" + s) for s in SPEED_NAMES)
+    leaf = _leaf(name)  # also prefixed names such as train_steps_per_s
+    return leaf in SPEED_NAMES or any(lower == s or lower.endswith("/" + s) or leaf.endswith("_" + s) for s in SPEED_NAMES)
 
 
 def _to_mb(value: float, unit: str | None) -> float:

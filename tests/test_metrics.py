@@ -140,3 +140,17 @@ def test_detect_source_prefers_jsonl(tmp_path: Path) -> None:
     (tmp_path / "metrics.csv").write_text("step,loss\n1,0.5\n")
     assert detect_source(tmp_path) == "csv"
     assert read_history(tmp_path) == {"loss": [(1, 0.5)]}
+
+
+def test_per_iteration_times_are_a_speed_and_the_log_gives_the_median() -> None:
+    log = "".join(f"iter {i}: loss 2.1, time {ms}ms, mfu 1.2%\n" for i, ms in ((0, 900.0), (10, 25.0), (20, 20.0), (30, 40.0)))
+    assert speed_from_log(log) == pytest.approx((1000 / 25 + 1000 / 40) / 2)  # median over the four lines
+    assert speed_from_log("step 1 steps_per_sec=4\nstep 2 steps_per_sec=5\nstep 3 steps_per_sec=9\n") == 5  # not the last
+    assert speed_from_log("train time 300ms total") is None  # no iteration on the line: not one step's time
+
+
+def test_a_prefixed_speed_name_is_a_speed() -> None:
+    from bisect_runs.metrics import speed_from_series
+
+    series = {"train_steps_per_s": [(1, 2.0), (2, 4.0), (3, 3.0)], "loss": [(1, 1.0)]}
+    assert speed_from_series(series) == 3.0
