@@ -8,10 +8,9 @@ that move together into factors (the units a search toggles). See docs/diff.md.
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from functools import lru_cache, partial
@@ -19,20 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bisect_runs.errors import ConfigError
-from bisect_runs.impact import (
-    ABSENT,
-    DEFAULT,
-    LEVELS,
-    PRESENT,
-    Rules,
-    assess,
-    leaf,
-    load_rules,
-    parent,
-    snake,
-    squash,
-    words,
-)
+from bisect_runs.factors import Factor, build_factors, key_matches, value_key
+from bisect_runs.impact import LEVELS, Rules, assess, leaf, load_rules, parent, side_state, squash
 from bisect_runs.normalize import FlatConfig, flatten, value_text, values_equal
 from bisect_runs.sources import LoadedConfig, load_config
 
@@ -80,23 +67,6 @@ class Difference:
             "a_default": self.a_default,
             "b_default": self.b_default,
         }
-
-
-@dataclass
-class Factor:
-    """Differences that are toggled together: one key, keys moving together, or a named group."""
-
-    name: str
-    differences: list[Difference]
-    level: str
-    score: float
-    category: str
-    reason: str = ""
-
-    @property
-    def keys(self) -> list[str]:
-        """Flat keys of the bad config this factor sets."""
-        return [d.flat_key for d in self.differences]
 
 
 @dataclass
@@ -149,7 +119,7 @@ def diff_configs(good: LoadedConfig, bad: LoadedConfig, options: DiffOptions | N
     for d in differences:
         _score(d, rules)
     differences.sort(key=lambda d: (-d.score, LEVELS.index(d.level), order.get(d.flat_key, 0)))
-    factors = _factors(differences, options.groups, rules, order)
+    factors = build_factors(differences, options.groups, rules, order)
     differing = {d.key_a for d in differences}
     unchanged = [k for k, kb in pairing.pairs.items() if k == kb and k not in differing]
     return DiffResult(good, bad, flat_a, flat_b, differences, factors, warnings, unchanged)
@@ -294,10 +264,10 @@ class _Pairing:
         the same setting (`warmup_steps: 500` and `eval_every: 500` stay a removal and an addition)."""
         by_value_b: dict[Any, list[str]] = defaultdict(list)
         for k in self.free_b():
-            by_value_b[_value_key(self.values_b[k])].append(k)
+            by_value_b[value_key(self.values_b[k])].append(k)
         by_value_a: dict[Any, list[str]] = defaultdict(list)
         for k in self.free_a():
-            by_value_a[_value_key(self.values_a[k])].append(k)
+            by_value_a[value_key(self.values_a[k])].append(k)
         for vkey, keys_a in by_value_a.items():
             for key_a in keys_a:
                 value = self.values_a[key_a]
@@ -352,20 +322,6 @@ def _tail(key: str, depth: int) -> str | None:
     if len(parts) < depth:
         return None
     return ".".join(squash(p) for p in parts[-depth:])
-
-
-def _value_key(value: Any) -> Any:
-    """A hashable key under which equal values (3 and 3.0, not true and 1) meet."""
-    if value is None or isinstance(value, bool):
-        return ("b", value)
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
-        return ("n", int(value))  # exact: seeds 1234567890123456 and ...457 do not meet
-    if isinstance(value, float):
-        return ("n", "nan" if value != value else value)
-    if isinstance(value, str):
-        return ("s", value)
-    return ("o", value_text(value))
-
 
 
 # -- defaults and comparison ---------------------------------------------------------------
@@ -454,17 +410,11 @@ def _score(d: Difference, rules: Rules) -> None:
         key,
         d.a,
         d.b,
-        a_state=_state(d.key_a, d.a_default),
-        b_state=_state(d.key_b, d.b_default),
+        a_state=side_state(d.key_a, d.a_default),
+        b_state=side_state(d.key_b, d.b_default),
         type_only=d.kind == "type" and values_equal(d.a, d.b),
     )
     d.level, d.score, d.reason, d.category = result.level, result.score, result.reason, result.category
-
-
-def _state(key: str | None, from_default: bool) -> str:
-    if key is not None:
-        return PRESENT
-    return DEFAULT if from_default else ABSENT
 
 
 def _unshadowed(keys: list[str], values: dict[str, Any], other: list[str]) -> list[str]:
@@ -475,111 +425,11 @@ def _unshadowed(keys: list[str], values: dict[str, Any], other: list[str]) -> li
     return [k for k in keys if not (values[k] == {} and k in parents)]
 
 
-# -- factors -------------------------------------------------------------------------------
-
-
-def _factors(differences: list[Difference], groups: dict[str, list[str]], rules: Rules, order: dict[str, int]) -> list[Factor]:
-    """Named groups first, then families of keys that change identically, then single keys."""
-    taken: set[int] = set()
-    members: list[tuple[str, list[Difference]]] = []
-    for name, patterns in groups.items():
-        chosen = [d for d in differences if id(d) not in taken and _in_group(d, patterns)]
-        if chosen:
-            taken.update(id(d) for d in chosen)
-            members.append((name, chosen))
-    rest = [d for d in differences if id(d) not in taken]
-    for family in _families(rest, rules):
-        family.sort(key=lambda d: order.get(d.flat_key, 0))
-        members.append(("+".join(d.key for d in family), family))
-    factors = [_make_factor(name, ds, rules) for name, ds in members]
-    factors.sort(key=lambda f: (-f.score, LEVELS.index(f.level), min(order.get(d.flat_key, 0) for d in f.differences)))
-    return factors
-
-
-def _in_group(d: Difference, patterns: Iterable[str]) -> bool:
-    keys = [k for k in (d.key_a, d.key_b) if k]
-    return any(_key_matches(k, p) for k in keys for p in patterns)
-
-
-def _families(differences: list[Difference], rules: Rules) -> list[list[Difference]]:
-    """Keys in one section, under one rule, with the same change, whose names share a word."""
-    buckets: dict[Any, list[Difference]] = defaultdict(list)
-    for d in differences:
-        signature = (
-            parent(d.flat_key),
-            rules.index_for(d.flat_key),
-            d.kind,
-            _value_key(d.a),
-            _value_key(d.b),
-            d.a_default,
-            d.b_default,
-            d.key_a is None,
-            d.key_b is None,
-        )
-        buckets[signature].append(d)
-    families: list[list[Difference]] = []
-    for bucket in buckets.values():
-        families.extend(_word_components(bucket))
-    return families
-
-
-def _word_components(bucket: list[Difference]) -> list[list[Difference]]:
-    """Split a bucket into groups whose leaf names are linked by shared words."""
-    groups: list[tuple[set[str], list[Difference]]] = []
-    for d in bucket:
-        w = set(words(leaf(d.flat_key)))
-        linked = [g for g in groups if g[0] & w]
-        merged_words, merged = w, [d]
-        for g in linked:
-            merged_words |= g[0]
-            merged = g[1] + merged
-            groups.remove(g)
-        groups.append((merged_words, merged))
-    return [g[1] for g in groups]
-
-
-def _make_factor(name: str, differences: list[Difference], rules: Rules) -> Factor:
-    """A factor takes its level, score and category from its most impactful difference."""
-    top = max(differences, key=lambda d: (d.score, -LEVELS.index(d.level)))
-    for d in differences:
-        d.factor = name
-    return Factor(name, differences, top.level, top.score, top.category, _factor_reason(differences, rules))
-
-
-def _factor_reason(differences: list[Difference], rules: Rules) -> str:
-    """One reason for the factor: the shared one, or one naming all keys of a family."""
-    reasons = list(dict.fromkeys(d.reason for d in differences))
-    if len(reasons) == 1:
-        return reasons[0]
-    first = differences[0]
-    if all(rules.index_for(d.flat_key) == rules.index_for(first.flat_key) for d in differences) and all(
-        values_equal(d.a, first.a) and values_equal(d.b, first.b) for d in differences
-    ):
-        subject = ", ".join(leaf(d.flat_key) for d in differences)
-        return assess(
-            rules, first.flat_key, first.a, first.b,
-            a_state=_state(first.key_a, first.a_default), b_state=_state(first.key_b, first.b_default),
-            type_only=first.kind == "type" and values_equal(first.a, first.b), subject=subject,
-        ).reason
-    return "; ".join(reasons)
-
-
 # -- keys ----------------------------------------------------------------------------------
 
 
 def _ignored(key: str, patterns: list[str]) -> bool:
-    return any(_key_matches(key, p) for p in patterns)
-
-
-def _key_matches(key: str, pattern: str) -> bool:
-    """Glob on the whole key, case-insensitively; a pattern without a dot also matches the leaf name
-    or a leading section (`--ignore logging` skips `logging.*`)."""
-    k, p = key.lower(), pattern.lower()
-    if fnmatch.fnmatchcase(k, p) or fnmatch.fnmatchcase(k, p + ".*"):
-        return True
-    if "." in p:
-        return False
-    return fnmatch.fnmatchcase(leaf(key).lower(), p) or fnmatch.fnmatchcase(snake(leaf(key)), snake(pattern))
+    return any(key_matches(key, p) for p in patterns)
 
 
 def json_value(value: Any) -> Any:

@@ -497,3 +497,10 @@ def _is_unset(v: Any) -> bool:
 
 def _type_name(v: Any) -> str:
     return "null" if v is None else type(v).__name__
+
+
+def side_state(key: str | None, from_default: bool) -> str:
+    """Whether a side has the key, takes it from defaults, or lacks it."""
+    if key is not None:
+        return PRESENT
+    return DEFAULT if from_default else ABSENT
