@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
+from bisect_runs import members
 from bisect_runs.atomic import write_json
 from bisect_runs.crashes import attempt_counts
 from bisect_runs.diff import DiffOptions, Factor, diff_configs
@@ -250,6 +251,8 @@ class Search:
             if complete and len(self.factors) < len(self.diff.factors):
                 decision = self.with_control(decision, runner, ctx)
                 complete = not ctx.out_of_time and bool(decision.details.get("complete", True))
+            if complete and decision.reproduced:
+                decision = self.with_members(decision, runner, ctx)
             result = self.finish(decision, runner, complete=complete)
             self.tracking.close(result.verdict, result.reproduced)
             return result
@@ -314,6 +317,27 @@ class Search:
         why = (f"The good config as given beats B, but A with the {len(held)} difference(s) judged to have no effect held at B's values ({names}) "
                "did not, so those were searched too.")
         return replace(second, verdict=f"{why} {second.verdict}")
+
+    def with_members(self, decision: Decision, runner: TrialRunner, ctx: SearchContext) -> Decision:
+        """Run each member of a culprit set of keys alone (A + key, B - key) and say what each does."""
+        entries = []
+        for index in reversed(members.splittable(decision, self.factors)):  # from the back: indices stay valid
+            searched = self.factors
+            parts = members.split(searched, index)
+            seeds = members.ab_seeds(self.observations, len(searched))
+            budget = None if ctx.max_runs is None else ctx.max_runs - ctx.runs_used
+            if not seeds or (budget is not None and members.runs_needed(parts, seeds) > budget):
+                continue
+            self.factors = parts.factors
+            wide = self.context(ctx.parallel)
+            wide.runs_used = ctx.runs_used
+            try:
+                shares = self.drive(cast(Strategy, members.member_shares(Evidence(wide), parts.members, seeds)), runner, wide)
+            finally:
+                self.factors = searched
+            ctx.runs_used = wide.runs_used
+            entries.append(members.members_json(parts, cast(Any, shares), bool(self.seed_check.ignored)))
+        return members.with_members(decision, entries[::-1])
 
     def partial_report(self) -> None:
         """An interrupted search still leaves a report of what finished, marked partial."""
