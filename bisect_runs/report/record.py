@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from bisect_runs.errors import RunError
+from bisect_runs.journal import JOURNAL_FILE
+from bisect_runs.summary import SUMMARY_FILE
 
-SUMMARY_FILE, JOURNAL_FILE = "summary.json", "journal.jsonl"
 UNFINISHED = "interrupted"
 # what a `search` journal event may tell about a search that never wrote summary.json
 SETTINGS = (
