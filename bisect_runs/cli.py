@@ -211,7 +211,8 @@ def compare_command(run_a: str, run_b: str, modes: tuple[str, ...], window: str 
     from pathlib import Path
 
     from bisect_runs.atomic import write_atomic
-    from bisect_runs.compare import compare_runs, parse_modes, parse_window, plot_comparison, render
+    from bisect_runs.compare import compare_runs, parse_window, plot_comparison, render
+    from bisect_runs.metric_direction import parse_modes
     from bisect_runs.runs import read_run
 
     steps = parse_window(window)

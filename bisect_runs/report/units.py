@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from bisect_runs.metric_direction import split_camel
+
 RATE_WORDS = ("per", "wer", "cer", "acc", "accuracy", "error", "err", "top1", "top5", "f1")
 
 
@@ -43,7 +45,7 @@ def metric_unit(metric: str, values: Iterable[float]) -> Unit:
     """Rates (PER, WER, accuracy, ...) logged in percent (0-100) read with `%` and `points`; every other
     metric, a rate logged in [0, 1] included, in its own units, as the terminal, summary.json and
     `compare` give it (never rescaled: one number means one thing everywhere)."""
-    words = set(re.split(r"[^a-z0-9]+", re.sub(r"(?<=[a-z])(?=[A-Z])", "_", metric).lower()))
+    words = set(re.split(r"[^a-z0-9]+", split_camel(metric).lower()))
     if not words & set(RATE_WORDS):
         return Unit()
     finite_values = [v for v in values if math.isfinite(v)]
