@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 import click
 
+from bisect_runs.metrics import SOURCES as METRIC_SOURCES
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 _COMPARING = [  # how two configs are compared: diff and search rank alike
@@ -28,7 +30,7 @@ _TRAINER = [  # how a trial is run and read: search only
     click.option("--steps-key", help="Config key the step budget is written to (e.g. max_iters)."),
     click.option("--seed-key", help="Config key the seed is written to."),
     click.option("--seed-base", type=int, help="First seed of the search (default 0)."),
-    click.option("--metric-source", type=click.Choice(["jsonl", "regex", "csv", "tensorboard"]), help="Where metrics are read from."),
+    click.option("--metric-source", type=click.Choice(METRIC_SOURCES), help="Where metrics are read from."),
     click.option("--metric-pattern", metavar="REGEX", help="regex source: one group capturing the value in stdout."),
     click.option("--metric-file", metavar="PATH", help="csv source: the file, relative to the run directory."),
     click.option("--reduce", metavar="last|min|max|mean_last:K", help="How a run's history becomes one value."),
