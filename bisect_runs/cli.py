@@ -18,8 +18,7 @@ import click
 from bisect_runs.errors import BisectError
 from bisect_runs.escaping import terminal
 from bisect_runs.executors import EXECUTORS
-from bisect_runs.options import comparing_options, trainer_options
-from bisect_runs.project import MODES
+from bisect_runs.options import comparing_options, measuring_options, trainer_options
 from bisect_runs.strategies import STRATEGIES
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -126,9 +125,7 @@ def diff_command(ctx: click.Context, a: str | None, b: str | None, fmt: str, sho
 @click.option("--format-good", help="Force the good config's format.")
 @click.option("--format-bad", help="Force the bad config's format.")
 @click.option("--command", help="Trainer command template ({python} {config} {run_dir} {steps} {seed} {overrides} {args}).")
-@click.option("--metric", help="Metric to compare, e.g. val_loss.")
-@click.option("--mode", type=click.Choice(MODES), help="Whether lower (min) or higher (max) is better.")
-@click.option("--steps", type=int, help="Step budget of every trial.")
+@measuring_options
 @click.option("--seeds", type=int, help="Seeds per arm for oat/ddmin and the first calibration round.")
 @click.option("--parallel", help="Trials at once: a number or 'auto' (one per GPU slot, else one per CPU core).")
 @click.option("--gpus-per-trial", type=int, help="GPUs each trial holds.")
@@ -275,9 +272,7 @@ class _JudgeCommand(click.Command):
 @click.option("--repo", type=click.Path(file_okay=False), help="The checkout to judge (default: here).")
 @click.option("--config", help="The config every commit runs.")
 @click.option("--command", help="Trainer command template ({config} {run_dir} {steps} {seed}).")
-@click.option("--metric", help="Metric to compare, e.g. val_loss.")
-@click.option("--mode", type=click.Choice(MODES), help="Whether lower (min) or higher (max) is better.")
-@click.option("--steps", type=int, help="Step budget of every trial.")
+@measuring_options
 @click.option("--seeds", type=int, help="Seeds per batch (at most four times as many in all).")
 @click.option("--parallel", help="Trials at once: a number or 'auto'.")
 @click.option("--timeout", type=float, help="Seconds before a trial is killed.")

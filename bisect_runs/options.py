@@ -1,4 +1,4 @@
-"""Command-line options shared by `diff` and `search`: each is also a bisect.yaml key of the same name.
+"""Command-line options shared by `diff`, `search` and `judge`: each is also a bisect.yaml key of the same name.
 
 The flag `--steps-key` is the key `steps_key`; docs/settings.md lists every key with an example.
 """
@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from bisect_runs.metrics import SOURCES as METRIC_SOURCES
+from bisect_runs.project import MODES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,6 +24,12 @@ _COMPARING = [  # how two configs are compared: diff and search rank alike
     click.option("--include-all", is_flag=True, default=None, help="Also search differences ranked 'none' (key `include_all`)."),
     click.option("--project", type=click.Path(dir_okay=False), help="Project file (default ./bisect.yaml when present)."),
     click.option("--no-project", is_flag=True, help="Ignore ./bisect.yaml."),
+]
+
+_MEASURING = [  # what a trial measures and for how long: search and judge
+    click.option("--metric", help="Metric to compare, e.g. val_loss."),
+    click.option("--mode", type=click.Choice(MODES), help="Whether lower (min) or higher (max) is better."),
+    click.option("--steps", type=int, help="Step budget of every trial."),
 ]
 
 _TRAINER = [  # how a trial is run and read: search only
@@ -47,5 +54,12 @@ def comparing_options(f: F) -> F:
 def trainer_options(f: F) -> F:
     """The options that say how a trainer is driven and read (search)."""
     for option in reversed(_TRAINER):
+        f = option(f)
+    return f
+
+
+def measuring_options(f: F) -> F:
+    """The metric, its direction and the step budget (search and judge)."""
+    for option in reversed(_MEASURING):
         f = option(f)
     return f

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bisect_runs.atomic import read_json_object
 from bisect_runs.errors import RunError
 from bisect_runs.journal import JOURNAL_FILE
 from bisect_runs.summary import SUMMARY_FILE
@@ -144,7 +145,7 @@ def _trials(entries: list[dict[str, Any]], out: Path) -> list[TrialRecord]:
 
 def _trial_record(entry: dict[str, Any], out: Path) -> TrialRecord:
     trial, outcome = entry["trial"], entry.get("outcome") or {}
-    launch = _read_launch(out / "trials" / str(trial.get("id", "")) / "launch.json")
+    launch = read_json_object(out / "trials" / str(trial.get("id", "")) / "launch.json")
     return TrialRecord(
         id=str(trial.get("id", "")),
         label=str(trial.get("label", "?")),
@@ -174,14 +175,6 @@ def _history(pairs: list[Any]) -> list[tuple[int, float]]:
             if step is not None and value is not None:
                 history.append((int(step), value))
     return history
-
-
-def _read_launch(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _rounds(summary: dict[str, Any] | None, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
