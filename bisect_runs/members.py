@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bisect_runs.factors import Factor
+from bisect_runs.report.verdict import members_sentence
 from bisect_runs.strategies.base import OK, Decision, Observation, Point, Request
 from bisect_runs.strategies.calibration import a_point, b_point
 from bisect_runs.strategies.effects import Fraction
@@ -84,31 +85,12 @@ def members_json(parts: Split, shares: dict[int, tuple[Fraction, Fraction]], det
     }
 
 
-def sentence(entry: dict[str, Any]) -> str:
-    """One sentence: what each member does alone."""
-    parts = []
-    for m in entry["members"]:
-        repair, reproduce = _percent(m["repair"]), _percent(m["reproduce"])
-        parts.append(f"{m['key']} alone repairs {repair} and reproduces {reproduce}")
-    return f"Of {entry['factor']}, " + "; ".join(parts) + "."
-
-
 def with_members(decision: Decision, entries: list[dict[str, Any]]) -> Decision:
     """The decision with each split culprit's members in its details and verdict."""
     if not entries:
         return decision
-    verdict = " ".join([decision.verdict, *(sentence(e) for e in entries)])
+    verdict = " ".join([decision.verdict, *(members_sentence(e, page=False) for e in entries)])
     return replace(decision, verdict=verdict, details={**decision.details, "members": entries})
-
-
-def _percent(share: dict[str, Any]) -> str:
-    value = share["value"]
-    if value is None:
-        return "an unknown share"
-    text = f"{100 * value:.0f}%"  # as the verdict's own shares
-    if share["ci_low"] is not None:
-        text += f" (95% CI {100 * share['ci_low']:.0f}% to {100 * share['ci_high']:.0f}%)"
-    return text
 
 
 def _finite(value: float) -> float | None:

@@ -372,5 +372,6 @@ def test_a_culprit_set_of_keys_scaled_together_says_what_each_member_does(tmp_pa
     assert shares["learning_rate"]["repair"]["value"] > 0.7 and shares["learning_rate"]["reproduce"]["value"] > 0.7
     assert abs(shares["min_lr"]["repair"]["value"]) < 0.3 and abs(shares["min_lr"]["reproduce"]["value"]) < 0.3
     assert "Of learning_rate+min_lr, learning_rate alone repairs" in summary["verdict"]
+    assert "learning_rate alone repairs" in (tmp_path / "out" / "report.md").read_text()
     labels = {e["trial"]["label"] for e in read_journal(tmp_path / "out") if "trial" in e}
     assert {"A + {min_lr}", "B - {min_lr}", "A + {learning_rate}", "B - {learning_rate}"} <= labels

@@ -28,6 +28,8 @@ def verdict_paragraph(s: dict[str, Any], regression: dict[str, Any] | None, fact
                          f"(`B - {{{', '.join(sorted(names))}}}`) has finished yet, so no effect of reverting it is stated.")
             continue
         parts.append(_culprit_sentence(s, row, regression, metric, unit))
+    details = s.get("details") or {}
+    parts.extend(members_sentence(entry) for entry in details.get("members") or [])
     if not culprits and s.get("verdict"):  # diffuse, not reproduced, a commit: the search's own words
         parts.append(str(s["verdict"]).strip())
     masking = [f for f in factors if f["measured"] == "helpful"]
@@ -167,3 +169,23 @@ def partial_reason(record: SearchRecord) -> str | None:
     if record.summary is None:
         return f"The search has not finished (no summary.json): this page is built from the {n} trials in the journal so far."
     return f"The search stopped early (interrupted or out of budget) after {n} trials: the verdict is its best answer so far."
+
+
+def members_sentence(entry: dict[str, Any], page: bool = True) -> str:
+    """One sentence: what each member does alone (`page`: in the report's typography, else the verdict's)."""
+    parts = []
+    for m in entry["members"]:
+        repair, reproduce = _share_text(m["repair"], page), _share_text(m["reproduce"], page)
+        parts.append(f"{m['key']} alone repairs {repair} and reproduces {reproduce}")
+    return f"Of {entry['factor']}, " + "; ".join(parts) + "."
+
+
+def _share_text(share: dict[str, Any], page: bool) -> str:
+    value, low, high = share["value"], share["ci_low"], share["ci_high"]
+    if value is None:
+        return "an unknown share"
+    if page:
+        interval = f" (95 % CI {100 * low:.0f} to {100 * high:.0f} %)" if low is not None else ""
+        return f"{100 * value:.0f} %{interval}"
+    interval = f" (95% CI {100 * low:.0f}% to {100 * high:.0f}%)" if low is not None else ""
+    return f"{100 * value:.0f}%{interval}"
