@@ -427,3 +427,12 @@ def test_gpus_per_trial_gives_each_trial_its_own_devices(tmp_path: Path, monkeyp
     assert seen and all(devices in ("0,1", "2,3") for devices in seen), seen
     launches = [json.loads(p.read_text()) for p in (root / "out" / "trials").glob("*/launch.json")]
     assert {launch["gpus"] for launch in launches} == {2}
+
+
+def test_min_effect_ignores_a_regression_smaller_than_asked(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0 + 0.05 * (lr < 0.01)", "noise": 0.005})
+    code, summary, output = run_search(root)
+    assert code == 0 and summary["culprits"] == [["lr"]], output  # a clear 0.05 regression
+    shutil.rmtree(root / "out")
+    code, summary, output = run_search(root, "--min-effect", "0.2")
+    assert code == 1 and summary["reproduced"] is False, output  # but smaller than worth reporting
