@@ -124,7 +124,6 @@ def diff_command(ctx: click.Context, a: str | None, b: str | None, fmt: str, sho
 @click.option("--bad", help="The regressed config (B).")
 @click.option("--format-good", help="Force the good config's format.")
 @click.option("--format-bad", help="Force the bad config's format.")
-@click.option("--command", help="Trainer command template ({python} {config} {run_dir} {steps} {seed} {overrides} {args}).")
 @measuring_options
 @click.option("--seeds", type=int, help="Seeds per arm for oat/ddmin and the first calibration round.")
 @click.option("--parallel", help="Trials at once: a number or 'auto' (one per GPU slot, else one per CPU core).")
@@ -271,7 +270,6 @@ class _JudgeCommand(click.Command):
 @click.option("--bad-rev", help="Measure this commit as the bad reference (cached in --out).")
 @click.option("--repo", type=click.Path(file_okay=False), help="The checkout to judge (default: here).")
 @click.option("--config", help="The config every commit runs.")
-@click.option("--command", help="Trainer command template ({config} {run_dir} {steps} {seed}).")
 @measuring_options
 @click.option("--seeds", type=int, help="Seeds per batch (at most four times as many in all).")
 @click.option("--parallel", help="Trials at once: a number or 'auto'.")

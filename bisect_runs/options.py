@@ -26,7 +26,8 @@ _COMPARING = [  # how two configs are compared: diff and search rank alike
     click.option("--no-project", is_flag=True, help="Ignore ./bisect.yaml."),
 ]
 
-_MEASURING = [  # what a trial measures and for how long: search and judge
+_MEASURING = [  # what a trial runs, measures and for how long: search and judge
+    click.option("--command", help="Trainer command template ({python} {config} {run_dir} {steps} {seed} {overrides} {args})."),
     click.option("--metric", help="Metric to compare, e.g. val_loss."),
     click.option("--mode", type=click.Choice(MODES), help="Whether lower (min) or higher (max) is better."),
     click.option("--steps", type=int, help="Step budget of every trial."),
@@ -59,7 +60,7 @@ def trainer_options(f: F) -> F:
 
 
 def measuring_options(f: F) -> F:
-    """The metric, its direction and the step budget (search and judge)."""
+    """The trainer command, the metric, its direction and the step budget (search and judge)."""
     for option in reversed(_MEASURING):
         f = option(f)
     return f
