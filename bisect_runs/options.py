@@ -27,6 +27,7 @@ _TRAINER = [  # how a trial is run and read: search only
     click.option("--override-style", help="How {overrides} and {args} are written: hydra | equals | space, then python, leaf, flags, store_true."),
     click.option("--steps-key", help="Config key the step budget is written to (e.g. max_iters)."),
     click.option("--seed-key", help="Config key the seed is written to."),
+    click.option("--run-dir-key", help="Config key the trial's run directory is written to (e.g. output_dir)."),
     click.option("--seed-base", type=int, help="First seed of the search (default 0)."),
     click.option("--metric-source", type=click.Choice(["jsonl", "regex", "csv", "tensorboard"]), help="Where metrics are read from."),
     click.option("--metric-pattern", metavar="REGEX", help="regex source: one group capturing the value in stdout."),

@@ -44,6 +44,7 @@ class Settings:
     steps: int | None = None
     steps_key: str | None = None
     seed_key: str | None = None
+    run_dir_key: str | None = None  # config key set to the trial's {run_dir} (`output_dir`)
     seeds: int | None = None  # seeds per arm for oat/ddmin and the first calibration round
     seed_base: int = 0
     parallel: int | str = "auto"
