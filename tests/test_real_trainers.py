@@ -131,12 +131,12 @@ def test_hydra_app_with_overrides_and_its_outputs_in_the_run_dir(tmp_path: Path)
                "hydra.run.dir={run_dir} {overrides}")
     code, summary, output = search(
         tmp_path, good="good.yaml", bad="bad.yaml", command=command, steps_key="trainer.max_steps",
-        seed_key="seed", metric="val_loss", metric_source="jsonl",
+        seed_key="seed", metric="val_loss", metric_source="jsonl", steps=100,
     )
     assert_found(code, summary, output, ["optim.lr"])
     run = next(Path(launch["run_dir"]) for launch in launches(tmp_path) if "optim.lr=0.01" in launch["argv"])
     overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
-    assert "optim.lr=0.01" in overrides and "trainer.max_steps=40" in overrides
+    assert "optim.lr=0.01" in overrides and "trainer.max_steps=100" in overrides
     assert yaml.safe_load((run / ".hydra" / "config.yaml").read_text())["optim"]["lr"] == 0.01
 
 
@@ -148,20 +148,37 @@ HF_BAD = {**HF_GOOD, "learning_rate": 1e-4, "weight_decay": 0.01, "warmup_steps"
           "adam_beta2": 0.98, "lr_scheduler_type": "constant", "output_dir": "runs/exp3"}
 
 
-@pytest.mark.parametrize("form", ["flags", "json"])
-def test_hf_trainer_with_hfargumentparser(tmp_path: Path, form: str) -> None:
+def hf_configs(root: Path) -> dict[str, str]:
     pytest.importorskip("transformers")
     pytest.importorskip("accelerate")  # the Trainer needs it on PyTorch
-    trainer = TRAINERS / "hf_trainer.py"
-    how = ({"command": f"{{python}} {trainer} {{args}}", "override_style": "space"} if form == "flags"
-           else {"command": f"{{python}} {trainer} {{config}}"})
+    return {"good": write_json(root / "good.json", HF_GOOD), "bad": write_json(root / "bad.json", HF_BAD)}
+
+
+def test_hf_trainer_with_hfargumentparser_flags(tmp_path: Path) -> None:
     code, summary, output = search(
-        tmp_path, good=write_json(tmp_path / "good.json", HF_GOOD), bad=write_json(tmp_path / "bad.json", HF_BAD),
-        steps_key="max_steps", seed_key="seed", run_dir_key="output_dir", metric="eval_loss", **how,
+        tmp_path, **hf_configs(tmp_path), command=f"{{python}} {TRAINERS / 'hf_trainer.py'} {{args}}",
+        override_style="space", steps_key="max_steps", seed_key="seed", run_dir_key="output_dir", metric="eval_loss",
     )
     assert_found(code, summary, output, ["learning_rate"])
+    argv = launches(tmp_path)[0]["argv"]
+    assert argv[argv.index("--use_cpu") + 1] == "true" and argv[argv.index("--max_steps") + 1] == "40"
     for launch in launches(tmp_path):
         assert (Path(launch["run_dir"]) / "eval_results.json").exists()  # output_dir is each trial's own
+
+
+def test_hf_trainer_with_a_json_file(tmp_path: Path) -> None:
+    """`python run_clm.py args.json`: the trial's JSON file carries max_steps, seed and output_dir (two runs)."""
+    code, summary, output = search(
+        tmp_path, **hf_configs(tmp_path), command=f"{{python}} {TRAINERS / 'hf_trainer.py'} {{config}}",
+        steps_key="max_steps", seed_key="seed", run_dir_key="output_dir", metric="eval_loss", max_runs=2,
+    )
+    assert code == 1 and summary["complete"] is False and summary["runs"] == 2, output  # A and B at seed 0
+    values = {}
+    for launch in launches(tmp_path):
+        config = json.loads(Path(launch["argv"][-1]).read_text())
+        assert config["output_dir"] == launch["run_dir"] and config["max_steps"] == 40
+        values[config["learning_rate"]] = json.loads((Path(launch["run_dir"]) / "eval_results.json").read_text())["eval_loss"]
+    assert values[1e-4] > values[3e-3] + 0.2  # B's learning rate is worse at this budget
 
 
 LIGHTNING_GOOD = {

@@ -23,9 +23,9 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 def make_data(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     teacher = torch.Generator().manual_seed(4321)
-    w1, w2 = torch.randn(6, 24, generator=teacher), torch.randn(24, 1, generator=teacher) / 4
+    w1, w2 = torch.randn(6, 24, generator=teacher) / 6**0.5, torch.randn(24, 1, generator=teacher) / 24**0.5
     x = torch.randn(n, 6, generator=generator)
-    return x, torch.sin(x @ w1) @ w2
+    return x, torch.tanh(x @ w1) @ w2
 
 
 @hydra.main(config_path=None, config_name=None, version_base="1.3")
