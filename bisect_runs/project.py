@@ -175,7 +175,7 @@ def make_settings(project: dict[str, Any], flags: dict[str, Any]) -> Settings:
         given["groups"] = _groups(given["groups"], "Invalid value for --group:")
     for name in ("slurm", "ray"):  # `--slurm partition=gpu` adds to bisect.yaml's `slurm:` mapping
         if isinstance(given.get(name), (list, tuple)):
-            base = merged.get(name) if isinstance(merged.get(name), dict) else {}
+            base: dict[str, Any] = merged[name] if isinstance(merged.get(name), dict) else {}
             given[name] = {**base, **_parameters(given[name], f"Invalid value for --{name}:")}
     merged.update(given)
     if isinstance(merged.get("ignore"), tuple):

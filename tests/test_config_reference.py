@@ -41,9 +41,9 @@ def test_diff_takes_every_comparing_key_as_search_does() -> None:
 
 
 def project_dir(tmp_path: Path) -> Path:
-    (tmp_path / "a.yaml").write_text(yaml.safe_dump({"lr": 0.1, "l2_decay": 0.0, "data_path": "/a", "dropout": 0.1}))
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({"lr": 0.1, "penalty": 0.0, "data_path": "/a", "dropout": 0.1}))
     (tmp_path / "b.yaml").write_text(yaml.safe_dump({"lr": 0.003, "weight_decay": 0.01, "data_path": "/b", "dropout": 0.1}))
-    settings = {"good": "a.yaml", "bad": "b.yaml", "ignore": ["data_path"], "aliases": {"l2_decay": "weight_decay"}}
+    settings = {"good": "a.yaml", "bad": "b.yaml", "ignore": ["data_path"], "aliases": {"penalty": "weight_decay"}}
     (tmp_path / "bisect.yaml").write_text(yaml.safe_dump(settings))
     return tmp_path
 
@@ -56,15 +56,16 @@ def diff_keys(*args: str) -> list[str]:
 
 def test_plain_diff_reads_bisect_yaml_in_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(project_dir(tmp_path))
-    assert diff_keys() == ["lr", "weight_decay"]  # data_path ignored; l2_decay paired with weight_decay
-    assert diff_keys("a.yaml", "b.yaml") == ["lr", "weight_decay"]  # the two files bisect.yaml names
-    assert sorted(diff_keys("--no-project", "a.yaml", "b.yaml")) == ["data_path", "l2_decay", "lr", "weight_decay"]
+    paired = ["lr", "penalty -> weight_decay"]  # data_path ignored; the alias pairs the renamed key
+    assert diff_keys() == paired
+    assert diff_keys("a.yaml", "b.yaml") == paired  # the two files bisect.yaml names
+    assert sorted(diff_keys("--no-project", "a.yaml", "b.yaml")) == ["data_path", "lr", "penalty", "weight_decay"]
 
 
 def test_flags_add_to_the_files_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(project_dir(tmp_path))
-    assert diff_keys("--ignore", "weight_decay") == ["lr"]  # the flag replaces the file's ignore list
-    assert "l2_decay" not in diff_keys("--aliases", "l2_decay=weight_decay", "--no-project", "a.yaml", "b.yaml")
+    assert sorted(diff_keys("--ignore", "weight_decay")) == ["data_path", "lr", "penalty"]  # the flag replaces the file's list
+    assert "penalty -> weight_decay" in diff_keys("--aliases", "penalty=weight_decay", "--no-project", "a.yaml", "b.yaml")
 
 
 def test_executor_parameters_as_key_value_flags() -> None:
