@@ -82,8 +82,8 @@ def _max_config_option(f: F) -> F:
 @click.option("--all", "show_all", is_flag=True, help="Also show differences judged to have no effect (paths, workers, ...).")
 @comparing_options
 @click.option("--strict-types", is_flag=True, help="Report a type change with an equal value (3 vs 3.0).")
-@click.option("--format-a", help="Force A's format (yaml, json, toml, dir, wandb, hydra, ...).")
-@click.option("--format-b", help="Force B's format.")
+@click.option("--format-a", "--format-good", "format_a", help="Force A's format (yaml, json, toml, dir, wandb, hydra, ...).")
+@click.option("--format-b", "--format-bad", "format_b", help="Force B's format.")
 @_max_config_option
 @click.option("--unchanged", "show_unchanged", is_flag=True, help="Also list the keys equal on both sides.")
 @click.option("--absent-as-empty", is_flag=True, help="Compare a REV:PATH that its revision lacks as an empty config.")
