@@ -44,6 +44,11 @@ def finite(value: Any) -> Any:
     return value
 
 
+def plain_json(value: Any, default: Callable[[Any], Any] = str) -> Any:
+    """`value` as JSON reads it back: tuples as lists, other objects through `default`, NaN kept."""
+    return json.loads(json.dumps(value, default=default, allow_nan=True))
+
+
 def write_json(path: Path, data: Any, default: Callable[[Any], Any] = str) -> Path:
     """Write `data` as indented strict JSON (NaN and infinities as null), atomically."""
     return write_atomic(path, json.dumps(finite(data), indent=2, allow_nan=False, default=default) + "\n")

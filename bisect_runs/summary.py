@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bisect_runs.atomic import write_json
+from bisect_runs.atomic import plain_json, write_json
 from bisect_runs.strategies.base import Effect
 
 SUMMARY_FILE = "summary.json"
@@ -71,7 +70,7 @@ def effect_json(e: Effect, names: list[str], keys: list[list[str]], whole: str |
 
 def jsonable(value: Any) -> Any:
     """Make strategy details JSON-safe (frozensets and tuples to lists)."""
-    return json.loads(json.dumps(value, default=lambda o: sorted(o) if isinstance(o, (set, frozenset)) else str(o)))
+    return plain_json(value, default=lambda o: sorted(o) if isinstance(o, (set, frozenset)) else str(o))
 
 
 def write_summary(out_dir: Path, result: SearchResult) -> Path:

@@ -8,11 +8,10 @@ report marked as such. Nothing is rerun.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from bisect_runs.atomic import finite, write_atomic, write_json
+from bisect_runs.atomic import finite, plain_json, write_atomic, write_json
 from bisect_runs.errors import SettingsError
 from bisect_runs.report.content import build_content
 from bisect_runs.report.environment import load_or_collect
@@ -59,4 +58,4 @@ def write_report(
 
 def _json_safe(value: Any) -> Any:
     """NaN/inf to None and tuples to lists, so report.json is strict JSON."""
-    return finite(json.loads(json.dumps(value, default=str, allow_nan=True)))
+    return finite(plain_json(value))

@@ -2,6 +2,9 @@
 
 Markdown (`markdown.py`) and `--format json` both render this dict, so the two never
 disagree. Everything is computed from what the search left in OUT_DIR; nothing is rerun.
+Each part of the page has its module: `estimates` (statistics recomputed from the journal),
+`rows` (the tables), `verdict` (the sentences), `reproduce` (the commands), `costs`, and
+`units` (how numbers and values are shown).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Figures for reports and `compare`: PNGs sized for a wiki page (800 px wide), Agg backend.
 
+The plotting functions draw one kind of figure each; `draw_figures` assembles the report's
+three (effects, learning curves, decision sequence) from its content, with their captions.
 matplotlib is an extra: it is imported only when a figure is drawn, and `available()`
 says beforehand whether it can be.
 """
