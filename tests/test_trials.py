@@ -16,6 +16,7 @@ from trainers import fake_command, yaml_writer
 from bisect_runs.errors import TrialError
 from bisect_runs.executors.base import ProcessEnd
 from bisect_runs.metrics import MetricSpec
+from bisect_runs.outcomes import finish
 from bisect_runs.trials import (
     CRASHED,
     DIVERGED,
@@ -23,7 +24,6 @@ from bisect_runs.trials import (
     OK,
     TIMEOUT,
     Outcome,
-    finish,
     make_trial,
     outcome_from_json,
     outcome_to_json,
