@@ -5,8 +5,10 @@ earliest logged step from which B is worse than A by at least `VISIBLE` seed-noi
 `SHARE` of the final gap at every later step (None when that never holds: the regression is too
 small, or appears too late, to judge early).
 A later trial is stopped at the first logged step s past that point where it is within `NEAR`
-sds of A's or B's mean curve (its outcome is then clear); its value is projected from where it
-sits between A and B at s: A_final + t * (B_final - A_final), t = (x_s - A_s) / (B_s - A_s).
+sds of A's or B's mean curve (its outcome is then clear). Its value is projected from where it
+sits against that curve at s, in seed-noise units: R_final + (x_s - R_s) * sd_final / sd_s for
+R = A or B, so that a projection is as noisy as a full run (t = (x_s - A_s) / (B_s - A_s), where
+it sits between A and B, is recorded beside it).
 See docs/search.md ("Early stopping").
 """
 
@@ -48,6 +50,7 @@ class Reference:
     sd: tuple[float, ...]  # pooled seed sd of A and B at each step
     a_final: float  # mean reduced value of A's runs, as a loss
     b_final: float
+    sd_final: float  # pooled seed sd of the reduced values
     start: int | None  # earliest step at which trials may be judged; None: every trial runs in full
     budget: int
     sign: float = 1.0  # +1 for mode min, -1 for mode max (losses are sign * value)
@@ -59,7 +62,7 @@ class Reference:
         at = dict(zip(self.steps, range(len(self.steps)), strict=True))
         for step, value in history:
             i = at.get(step)
-            if i is None or step < self.start or not math.isfinite(value):
+            if i is None or step < self.start or step >= self.budget or not math.isfinite(value):
                 continue
             stop = self._clear(i, self.sign * value)
             if stop is not None:
@@ -72,8 +75,10 @@ class Reference:
         near_a, near_b = abs(loss - self.a[i]), abs(loss - self.b[i])
         if min(near_a, near_b) > NEAR * self.sd[i]:
             return None  # between the bands or beyond them: not yet clear, or unusual enough to measure fully
-        projected = self.a_final + t * (self.b_final - self.a_final)
-        return EarlyStop(self.steps[i], t, self.sign * projected, "A" if near_a <= near_b else "B")
+        like_a = near_a <= near_b
+        ref_s, ref_final = (self.a[i], self.a_final) if like_a else (self.b[i], self.b_final)
+        projected = ref_final + (loss - ref_s) * self.sd_final / self.sd[i]
+        return EarlyStop(self.steps[i], t, self.sign * projected, "A" if like_a else "B")
 
     def to_json(self) -> dict[str, object]:
         return {"from_step": self.start, "steps": list(self.steps), "a": [self.sign * v for v in self.a],
@@ -96,10 +101,10 @@ def reference(
     a = tuple(statistics.fmean(c[s] for c in a_curves) for s in steps)
     b = tuple(statistics.fmean(c[s] for c in b_curves) for s in steps)
     sd = tuple(_pooled_sd([c[s] for c in a_curves], [c[s] for c in b_curves]) for s in steps)
-    a_final = statistics.fmean(sign * v for _, v in a_runs)
-    b_final = statistics.fmean(sign * v for _, v in b_runs)
+    a_finals, b_finals = [sign * v for _, v in a_runs], [sign * v for _, v in b_runs]
+    a_final, b_final = statistics.fmean(a_finals), statistics.fmean(b_finals)
     start = visible_from(steps, a, b, sd, b_final - a_final, budget)
-    return Reference(steps, a, b, sd, a_final, b_final, start, budget, sign)
+    return Reference(steps, a, b, sd, a_final, b_final, _pooled_sd(a_finals, b_finals), start, budget, sign)
 
 
 def visible_from(

@@ -45,7 +45,7 @@ from bisect_runs.trials import (
     write_outcome,
 )
 
-POLL_S = 1.0  # how often running trials' metrics are read while early stopping is on
+POLL_S = 0.5  # how often running trials' metrics are read while early stopping is on
 EarlyJudge = Callable[[Trial, History], EarlyStop | None]  # None: let the trial run on
 
 

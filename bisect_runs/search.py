@@ -20,7 +20,9 @@ from typing import Any, cast
 
 from bisect_runs.atomic import write_json
 from bisect_runs.crashes import attempt_counts
+from bisect_runs.curves import Reference
 from bisect_runs.diff import DiffOptions, Factor, diff_configs
+from bisect_runs.early_stop import STREAMED, cost, judge_for, reference_of
 from bisect_runs.errors import RunError, SettingsError
 from bisect_runs.executors import get_executor
 from bisect_runs.journal import JOURNAL_FILE, Journal, disk_space, set_aside
@@ -29,7 +31,7 @@ from bisect_runs.overrides import check_key, parse_style
 from bisect_runs.progress import Progress, expected_runs, explanation_so_far
 from bisect_runs.project import Settings, load_project, make_settings
 from bisect_runs.report import FIGURES_DIR, REPORT_FILES, write_report
-from bisect_runs.runner import TrialRunner
+from bisect_runs.runner import EarlyJudge, TrialRunner
 from bisect_runs.sources import load_config
 from bisect_runs.strategies import drive, make_strategy
 from bisect_runs.strategies.base import (
@@ -82,6 +84,8 @@ class SearchResult:
     details: dict[str, Any] = field(default_factory=dict)
     complete: bool = True  # False when a budget ran out or the search was interrupted
     seeds: dict[str, Any] | None = None  # whether the trainer used the seed (strategies.seeding.SeedCheck)
+    trial_steps: int | None = None  # steps the trials ran, summed (early stopping makes it less than runs x steps)
+    early_stop: dict[str, Any] | None = None  # early_stop.cost: full-budget steps, trials stopped, from which step
 
     @property
     def exit_code(self) -> int:
@@ -136,6 +140,7 @@ class Search:
         self.held_searched = False  # the held differences joined the search (the control beat B)
         self.control: dict[str, Any] | None = None  # the exact good config against B, when it ran
         self.phase = ""  # the strategy's phase of the round running now
+        self.reference: Reference | None = None  # A's and B's curves that running trials are judged against
         self.tracking: Tracking
 
     # -- points -> trials -------------------------------------------------------------
@@ -357,8 +362,25 @@ class Search:
         ]  # fmt: skip
         return explanation_so_far(values, [f.name for f in self.factors], self.settings.mode)
 
+    def early_judge(self) -> EarlyJudge | None:
+        """The runner's early-stop judge for the next round (None: every trial runs its full budget).
+
+        The reference is A's and B's curves of the searched differences; the control (the good config
+        as given) is judged against it too, but a second search over the held differences is not.
+        """
+        s = self.settings
+        if not s.early_stop or s.metric_source not in STREAMED or (self.control or {}).get("held_searched"):
+            return None
+        if not self.held_searched:
+            full = frozenset(range(len(self.factors)))
+            runs = [(p, o) for (p, _), outs in self.outcomes.items() for o in outs]
+            a, b = ([o for p, o in runs if p == point] for point in (frozenset(), full))
+            self.reference = reference_of(a, b, s.mode, int(s.steps or 0))
+        return judge_for(self.reference)
+
     def run_round(self, requests: list[Request], runner: TrialRunner) -> list[Observation]:
         trials = [self.trial_for(r) for r in requests]
+        runner.early_stop = self.early_judge()
         outcomes = runner.run(trials)
         if not self.rounds and not any(o.status == OK for o in outcomes):
             raise _NothingRan(nothing_ran(trials, outcomes, self.out_dir))
@@ -414,6 +436,9 @@ class Search:
             complete=complete,
             seeds=self.seed_check.to_json(self.settings.seed_base),
         )
+        finished = [o for tid in self.journal.recorded_ids() if (o := self.journal.finished(tid)) is not None]
+        result.early_stop = cost(finished, result.steps, self.reference)
+        result.trial_steps = result.early_stop["trial_steps"]
         write_summary(self.out_dir, result)
         write_report(self.out_dir)
         return result
