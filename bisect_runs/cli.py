@@ -176,7 +176,8 @@ def search_command(good_bad: tuple[str, ...], project: str | None, no_project: b
     _echo(result.verdict)
     if not quiet:
         out = settings.path(settings.out)
-        _echo(f"{result.runs} runs in {result.rounds} rounds; summary: {out}/summary.json")
+        steps = f" ({result.trial_steps} trial-steps)" if result.trial_steps is not None else ""
+        _echo(f"{result.runs} runs{steps} in {result.rounds} rounds; summary: {out}/summary.json")
     sys.exit(result.exit_code)
 
 

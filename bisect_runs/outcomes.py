@@ -7,6 +7,7 @@ every executor. See docs/trials.md.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -50,13 +51,15 @@ def finish(
     read = read_metric(paths.run_dir, spec, log_path=paths.stdout)
     tail = tail_lines(paths.stderr) or tail_lines(paths.stdout)
     early = early if end.status == STOPPED else None
+    last = max((s for s, _ in read.history), default=0)
+    if early is not None and end.returncode == 0 and last >= trial.steps:  # it ended before the stop landed
+        early, end = None, dataclasses.replace(end, status="exited")
     value: float | None
     if early is not None:
         status, detail, value = OK, early_detail(early), early.value
     else:
         status, detail = classify(end, read, spec, tail)
         value = reduce_history(read.history, spec.reduce) if status == OK else None
-    last = max((s for s, _ in read.history), default=0)
     outcome = Outcome(
         trial_id=trial.id,
         status=status,
