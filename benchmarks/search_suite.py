@@ -10,7 +10,7 @@ informative-but-imperfect prior scores (each culprit ranked first with probabili
     python benchmarks/search_suite.py --quick         # a CI-sized smoke run
     python benchmarks/search_suite.py --early-stop both   # each strategy with early stopping off and on
 
-Trials log 10 evaluations (`--evals`); with early stopping on (the default, as in `search`),
+Trials log 10 evaluations (`--evals`); with `--early-stop on` (as `search` does by default),
 A and B run in full and later trials stop once their outcome is clear (bisect_runs.curves), so
 a cell's trial-steps can be fewer than runs x steps.
 """
@@ -28,9 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bisect_runs.search import strategy_phase
 from bisect_runs.simulation import PRIORS, SCENARIOS, SimulatedTrials, make_scenario
 from bisect_runs.strategies import STRATEGIES, drive, make_strategy
-from bisect_runs.strategies.base import SearchContext
+from bisect_runs.strategies.base import Decision, Observation, Request, SearchContext, Strategy
 
 GRID_SCENARIOS = ("single", "additive2", "and2", "or2", "mask", "nan_and", "null", "late")
 MIN_EFFECT = 0.25  # the smallest regression worth chasing: a quarter of the gap, as users set --min-effect
@@ -84,13 +85,23 @@ def run_cell(cell: Cell) -> Score:
             seed_base=rep * 1000,
         )
         trials = SimulatedTrials(sc, cell.steps, cell.evals, cell.early_stop)
-        decision, r, k = drive(make_strategy(cell.strategy, ctx), trials.evaluate, ctx)
+        decision, r, k = drive_phased(make_strategy(cell.strategy, ctx), trials, ctx)
         correct += sc.correct(decision.reproduced, decision.culprits)
         runs += r
         rounds += k
         steps += trials.trial_steps
     n = cell.reps
     return Score(cell, correct / n, runs / n, rounds / n, time.perf_counter() - started, steps / n)
+
+
+def drive_phased(strategy: Strategy, trials: SimulatedTrials, ctx: SearchContext) -> tuple[Decision, int, int]:
+    """Drive a strategy, telling the trials each round's phase as a search tells its runner."""
+
+    def evaluate(requests: list[Request]) -> list[Observation]:
+        trials.phase = strategy_phase(strategy) or "screen"
+        return trials.evaluate(requests)
+
+    return drive(strategy, evaluate, ctx)
 
 
 def table(scores: Sequence[Score], strategies: Sequence[str], early: Sequence[bool] = (True,)) -> str:
@@ -129,7 +140,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--innocent-sd", type=float, default=0.03, help="sd of the innocent factors' effects (0.03)")
     p.add_argument("--steps", type=int, default=200, help="step budget of a trial (200)")
     p.add_argument("--evals", type=int, default=10, help="evaluations a trial logs, evenly spaced (10)")
-    p.add_argument("--early-stop", choices=("on", "off", "both"), default="on", help="stop trials early (on)")
+    p.add_argument("--early-stop", choices=("on", "off", "both"), default="off",
+                   help="stop trials early: off (the tables of docs/search.md), on, or both side by side")
     p.add_argument("--jobs", type=int, default=2, help="worker processes over cells (default 2)")
     p.add_argument("--quick", action="store_true", help="20 reps, n=12, d in {2, 8}: a smoke run")
     args = p.parse_args(argv)

@@ -2,7 +2,9 @@
 
 The rule and the projection live in `bisect_runs.curves`; this module decides when a search may
 use them: only with metrics a running trial appends to (JSON lines, CSV, stdout), only once A
-and B each have full-length curves, and never for A and B themselves (they are the reference).
+and B each have full-length curves, never for A and B themselves (they are the reference), and
+only in exploring rounds: the runs a verdict's numbers come from (auto's confirmation, the
+replication, a culprit set's members, the control) run in full.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from bisect_runs.trials import OK, Outcome, Trial
 
 STREAMED = frozenset({"jsonl", "csv", "regex"})  # metric sources a trial writes step by step as it runs
 REFERENCE_LABELS = frozenset({"A", "B"})  # the trials that always run the full budget
+EXPLORING = frozenset({"screen", "bayes", "oat", "ddmin"})  # phases whose trials may stop early
 
 
 def reference_of(a: Iterable[Outcome], b: Iterable[Outcome], mode: str, steps: int) -> Reference | None:

@@ -21,7 +21,7 @@ from bisect_runs import members
 from bisect_runs.crashes import attempt_counts
 from bisect_runs.curves import Reference
 from bisect_runs.diff import Factor, diff_configs
-from bisect_runs.early_stop import STREAMED, cost, judge_for, reference_of
+from bisect_runs.early_stop import EXPLORING, STREAMED, cost, judge_for, reference_of
 from bisect_runs.errors import RunError
 from bisect_runs.executors import get_executor
 from bisect_runs.journal import JOURNAL_FILE, Journal, disk_space, set_aside
@@ -345,11 +345,13 @@ class Search:
     def early_judge(self) -> EarlyJudge | None:
         """The runner's early-stop judge for the next round (None: every trial runs its full budget).
 
-        The reference is A's and B's curves of the searched differences; the control (the good config
-        as given) is judged against it too, but a second search over the held differences is not.
+        The reference is A's and B's curves of the searched differences; only exploring rounds use it
+        (early_stop.EXPLORING), and not in a second search over the held differences.
         """
         s = self.settings
-        if not s.early_stop or s.metric_source not in STREAMED or (self.control or {}).get("held_searched"):
+        if not s.early_stop or s.metric_source not in STREAMED or self.phase not in EXPLORING:
+            return None
+        if (self.control or {}).get("held_searched"):
             return None
         if not self.held_searched:
             full = frozenset(range(len(self.factors)))

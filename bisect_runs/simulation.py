@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from bisect_runs.curves import History, reference
+from bisect_runs.early_stop import EXPLORING
 from bisect_runs.strategies.base import (
     CRASHED,
     DIVERGED,
@@ -195,6 +196,7 @@ class SimulatedTrials:
     steps: int = 200
     evals: int = 10  # logged evaluations per run
     early_stop: bool = True
+    phase: str = "screen"  # the strategy's phase of the next round: only exploring ones stop early
     trial_steps: int = 0  # steps run, summed over trials
     stopped: int = 0  # trials stopped early
     _a: list[tuple[History, float]] = field(default_factory=list)
@@ -203,7 +205,8 @@ class SimulatedTrials:
     def evaluate(self, requests: Sequence[Request]) -> list[Observation]:
         """One round: the reference is what A and B showed in earlier rounds, as in a real search."""
         sc = self.scenario
-        ref = reference(self._a, self._b, sc.mode, self.steps) if self.early_stop else None
+        judged = self.early_stop and self.phase in EXPLORING
+        ref = reference(self._a, self._b, sc.mode, self.steps) if judged else None
         out = []
         for request in requests:
             obs, ran = sc.observe(request), self.steps

@@ -70,9 +70,10 @@ A_CURVES = [[(4 * k, 8.0 / k + 0.01 * seed) for k in range(1, 11)] for seed in (
 B_CURVES = [[(4 * k, 9.0 + 0.01 * seed) for k in range(1, 11)] for seed in (0, 1)]
 
 
-def searched(root: Path, **flags: Any) -> Search:
-    """A search whose A and B have each run twice in full (their outcomes as the runner records them)."""
+def searched(root: Path, phase: str, **flags: Any) -> Search:
+    """A search in `phase` whose A and B have each run twice in full (their outcomes as the runner records them)."""
     s = Search(make_settings(load_project(root / "bisect.yaml"), flags))
+    s.phase = phase
     full = frozenset(range(len(s.factors)))
     for point, curves in ((frozenset(), A_CURVES), (full, B_CURVES)):
         for seed, history in enumerate(curves):
@@ -81,11 +82,19 @@ def searched(root: Path, **flags: Any) -> Search:
 
 
 @pytest.mark.parametrize(
-    ("flags", "on"),
-    [({}, True), ({"early_stop": False}, False), ({"metric_source": "tensorboard"}, False)],
+    ("phase", "flags", "on"),
+    [
+        ("screen", {}, True),
+        ("screen", {"early_stop": False}, False),
+        ("screen", {"metric_source": "tensorboard"}, False),
+        ("confirm", {}, False),  # the runs a verdict's numbers come from run in full
+        ("replicate", {}, False),
+    ],
 )
-def test_early_stopping_is_off_by_flag_and_for_metrics_not_streamed(tmp_path: Path, flags: dict[str, Any], on: bool) -> None:
-    judge = searched(project(tmp_path), **flags).early_judge()
+def test_early_stopping_is_off_by_flag_for_metrics_not_streamed_and_when_confirming(
+    tmp_path: Path, phase: str, flags: dict[str, Any], on: bool
+) -> None:
+    judge = searched(project(tmp_path), phase, **flags).early_judge()
     assert (judge is not None) is on
     if judge is not None:
         near_a = [(4 * k, 8.0 / k) for k in range(1, 4)]
