@@ -24,8 +24,9 @@ from bisect_runs.report.figures import factors_at_b
 from bisect_runs.report.units import Unit, metric_unit
 from bisect_runs.report.verdict import changes_text
 
-FIXTURE = Path(__file__).parent / "fixtures" / "report" / "search"
-GOLDEN = Path(__file__).parent / "golden" / "report_search.md"
+FIXTURE = Path(__file__).parent / "fixtures" / "report" / "search"  # hand-made: masking, crashes, a named group
+RECORDED = Path(__file__).parent / "fixtures" / "report" / "recorded"  # a real search: record_search.py
+GOLDEN = Path(__file__).parent / "golden" / "report_recorded_search.md"
 ENV = {
     "date": "2024-06-10T09:00:00+00:00",
     "host": "gpu-node-3",
@@ -62,7 +63,12 @@ def png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
-def test_report_matches_golden(search_dir: Path) -> None:
+def test_report_matches_golden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page of a real recorded search (journal with its `search` event, summary.json as the search wrote it)."""
+    shutil.copytree(RECORDED, tmp_path / "bisect-out")
+    monkeypatch.chdir(tmp_path)
+    first = json.loads((tmp_path / "bisect-out" / "journal.jsonl").read_text().splitlines()[0])
+    assert first["event"] == "search" and first["invocation"]  # the current journal, not a legacy one
     path = write_report("bisect-out", environment=ENV)
     text = path.read_text(encoding="utf-8")
     if os.environ.get("UPDATE_GOLDEN"):
@@ -70,8 +76,9 @@ def test_report_matches_golden(search_dir: Path) -> None:
         GOLDEN.write_text(text, encoding="utf-8")
     expected = GOLDEN.read_text(encoding="utf-8")
     assert text == expected, (
-        "report.md differs from tests/golden/report_search.md; if the change is intended, "
-        "regenerate it with: UPDATE_GOLDEN=1 pytest tests/test_report.py"
+        f"report.md differs from {GOLDEN.relative_to(Path(__file__).parent.parent)}; if the change is intended, "
+        "regenerate it with: UPDATE_GOLDEN=1 pytest tests/test_report.py -k golden "
+        "(and after a change of what a search records: python tests/fixtures/report/record_search.py first)"
     )
 
 
