@@ -198,7 +198,7 @@ class SimulatedTrials:
     early_stop: bool = True
     phase: str = "screen"  # the strategy's phase of the next round: only exploring ones stop early
     trial_steps: int = 0  # steps run, summed over trials
-    stopped: int = 0  # trials stopped early
+    stops: list[int] = field(default_factory=list)  # the step each trial stopped early at
     _a: list[tuple[History, float]] = field(default_factory=list)
     _b: list[tuple[History, float]] = field(default_factory=list)
 
@@ -217,7 +217,7 @@ class SimulatedTrials:
                     full.append((history, obs.value))
                 elif ref is not None and (stop := ref.judge(history)) is not None:
                     obs, ran = replace(obs, value=stop.value), stop.step
-                    self.stopped += 1
+                    self.stops.append(stop.step)
             self.trial_steps += ran
             out.append(obs)
         return out

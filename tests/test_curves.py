@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from bisect_runs.curves import MIN_CURVES, reference
+from bisect_runs.simulation import SimulatedTrials, make_scenario
+from bisect_runs.strategies import drive, make_strategy
+from bisect_runs.strategies.base import SearchContext
 
 STEPS = (50, 100, 150, 200)
 # The demo's calibration curves of val_per (min): A learns, B (25x lower learning rate) barely does.
@@ -98,3 +102,15 @@ def test_non_finite_points_are_never_judged() -> None:
     ref = reference(A_RUNS, B_RUNS, "min", 200)
     assert ref is not None
     assert ref.judge(curve([1.0, math.nan, math.inf, 0.9])) is None
+
+
+@pytest.mark.parametrize(("kind", "earliest"), [("single", 20), ("late", 120)])
+def test_simulated_search_stops_trials_early_and_finds_the_culprit(kind: str, earliest: int) -> None:
+    """The benchmark's trials on fixed seeds, by the same rule as a real search: a late effect is judged late."""
+    sc = make_scenario(kind, 12, 8.0, np.random.default_rng([3, 14]), prior="uniform")
+    ctx = SearchContext(n_factors=12, factor_names=[f"f{i}" for i in range(12)], min_effect=0.25, prior_scores=sc.priors)
+    trials = SimulatedTrials(sc, steps=200, evals=10)
+    decision, runs, _ = drive(make_strategy("auto", ctx), trials.evaluate, ctx)
+    assert sc.correct(decision.reproduced, decision.culprits)
+    assert trials.stops and trials.trial_steps < runs * 200
+    assert min(trials.stops) >= earliest  # 60 % of 200 steps for the late effect
