@@ -82,8 +82,8 @@ def _max_config_option(f: F) -> F:
 @click.option("--all", "show_all", is_flag=True, help="Also show differences judged to have no effect (paths, workers, ...).")
 @comparing_options
 @click.option("--strict-types", is_flag=True, help="Report a type change with an equal value (3 vs 3.0).")
-@click.option("--format-a", help="Force A's format (yaml, json, toml, dir, wandb, hydra, ...).")
-@click.option("--format-b", help="Force B's format.")
+@click.option("--format-a", "--format-good", "format_a", help="Force A's format (yaml, json, toml, dir, wandb, hydra, ...).")
+@click.option("--format-b", "--format-bad", "format_b", help="Force B's format.")
 @_max_config_option
 @click.option("--unchanged", "show_unchanged", is_flag=True, help="Also list the keys equal on both sides.")
 @click.option("--absent-as-empty", is_flag=True, help="Compare a REV:PATH that its revision lacks as an empty config.")
@@ -124,7 +124,6 @@ def diff_command(ctx: click.Context, a: str | None, b: str | None, fmt: str, sho
 @click.option("--bad", help="The regressed config (B).")
 @click.option("--format-good", help="Force the good config's format.")
 @click.option("--format-bad", help="Force the bad config's format.")
-@click.option("--command", help="Trainer command template ({python} {config} {run_dir} {steps} {seed} {overrides} {args}).")
 @measuring_options
 @click.option("--seeds", type=int, help="Seeds per arm for oat/ddmin and the first calibration round.")
 @click.option("--parallel", help="Trials at once: a number or 'auto' (one per GPU slot, else one per CPU core).")
@@ -274,7 +273,6 @@ class _JudgeCommand(click.Command):
 @click.option("--bad-rev", help="Measure this commit as the bad reference (cached in --out).")
 @click.option("--repo", type=click.Path(file_okay=False), help="The checkout to judge (default: here).")
 @click.option("--config", help="The config every commit runs.")
-@click.option("--command", help="Trainer command template ({config} {run_dir} {steps} {seed}).")
 @measuring_options
 @click.option("--seeds", type=int, help="Seeds per batch (at most four times as many in all).")
 @click.option("--parallel", help="Trials at once: a number or 'auto'.")

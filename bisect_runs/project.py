@@ -45,6 +45,7 @@ class Settings:
     steps: int | None = None
     steps_key: str | None = None
     seed_key: str | None = None
+    run_dir_key: str | None = None  # config key set to the trial's {run_dir} (`output_dir`)
     seeds: int | None = None  # seeds per arm for oat/ddmin and the first calibration round
     seed_base: int = 0
     parallel: int | str = "auto"
@@ -174,6 +175,10 @@ def make_settings(project: dict[str, Any], flags: dict[str, Any]) -> Settings:
         given["aliases"] = _aliases(given["aliases"], "Invalid value for --alias:")
     if "groups" in given:
         given["groups"] = _groups(given["groups"], "Invalid value for --group:")
+    for name in ("slurm", "ray"):  # `--slurm partition=gpu` adds to bisect.yaml's `slurm:` mapping
+        if isinstance(given.get(name), (list, tuple)):
+            base: dict[str, Any] = merged[name] if isinstance(merged.get(name), dict) else {}
+            given[name] = {**base, **_parameters(given[name], f"Invalid value for --{name}:")}
     merged.update(given)
     if isinstance(merged.get("ignore"), tuple):
         merged["ignore"] = list(merged["ignore"])
@@ -194,6 +199,20 @@ def _aliases(value: Any, source: str) -> dict[str, str]:
         if not sep or not old or not new:
             raise SettingsError(f"{_where(source, 'alias')}{item!r} is not of the form OLD=NEW")
         out[old.strip()] = new.strip()
+    return out
+
+
+def _parameters(items: Any, source: str) -> dict[str, Any]:
+    """'KEY=VALUE' strings (the --slurm and --ray flags) as a mapping, each value read as YAML."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"{source} {item!r} is not of the form KEY=VALUE")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = value
     return out
 
 

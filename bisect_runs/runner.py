@@ -74,6 +74,7 @@ class TrialRunner:
         base_keys: Container[str] | None = None,
         override_style: OverrideStyle | None = None,
         base_values: Mapping[str, Any] | None = None,
+        run_dir_key: str | None = None,
     ) -> None:
         if metric is None:
             raise TrialError("a metric is needed to judge trials: set `metric` in bisect.yaml or pass --metric")
@@ -96,6 +97,7 @@ class TrialRunner:
         self.early_stop: EarlyJudge | None = None  # set per round by the search once A's and B's curves are known
         self.override_style = override_style  # how {overrides} and {args} are written (Hydra when None)
         self.base_values = base_values  # the base config's flat values, for {args}
+        self.run_dir_key = run_dir_key  # config key set to the trial's {run_dir}
         self.runs = 0  # distinct trials of this search run so far (replayed from a resumed journal too)
         self.launched = 0  # processes started by this runner, retries included
         self.flaky_seen = False  # a crash went away on retry: later crashes get more retries
@@ -165,6 +167,7 @@ class TrialRunner:
             extra_env=self.extra_env(trial) if self.extra_env is not None else None,
             style=self.override_style,
             base_values=self.base_values,
+            run_dir_key=self.run_dir_key,
         )
 
 

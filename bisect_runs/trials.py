@@ -316,10 +316,12 @@ def prepare_launch(
     extra_env: Mapping[str, str] | None = None,
     style: OverrideStyle | None = None,
     base_values: Mapping[str, Any] | None = None,
+    run_dir_key: str | None = None,
 ) -> Launch:
     """Create the trial's directory, write its config, substitute its command; return the launch.
 
-    `style` writes `{overrides}` and `{args}`; `base_values` (the bad config's flat values) fill `{args}`.
+    `style` writes `{overrides}` and `{args}`; `base_values` (the bad config's flat values) fill `{args}`;
+    `run_dir_key` names the config key that gets `{run_dir}` (`output_dir` of `TrainingArguments`).
     """
     from bisect_runs.overrides import HYDRA, args_words, override_words_for
 
@@ -328,6 +330,8 @@ def prepare_launch(
     paths = trial_paths(out_dir, trial.id)
     _fresh_dir(paths, attempt)
     changes = config_changes(trial, steps_key, seed_key)
+    if run_dir_key:
+        changes = tuple(sorted({**dict(changes), run_dir_key: str(paths.run_dir)}.items(), key=lambda kv: kv[0]))
     config = Path(write_config(dataclasses.replace(trial, changes=changes), paths.config_dir)).absolute()
     paths.run_dir.mkdir()
     values = {"config": str(config), "run_dir": str(paths.run_dir), "steps": str(trial.steps), "seed": str(trial.seed)}

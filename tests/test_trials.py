@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from trainers import fake_command, yaml_writer
 
 from bisect_runs.curves import EarlyStop
@@ -114,6 +115,14 @@ def test_prepare_launch_layout_env_and_config_keys(tmp_path: Path) -> None:
     assert launch.argv[-3:] == ("opt.lr=0.1", "seed=7", "train.steps=30")
     assert launch.timeout_s == 9
     assert json.loads(paths.launch.read_text())["argv"] == list(launch.argv)
+
+
+def test_run_dir_key_writes_the_trials_own_directory_into_its_config(tmp_path: Path) -> None:
+    trial = make_trial("B", {"lr": 0.1}, 0, 30, fake_command("{overrides}"))
+    launch = prepare_launch(trial, tmp_path, yaml_writer({"lr": 1.0, "output_dir": "runs/exp3"}), run_dir_key="output_dir")
+    config = yaml.safe_load((trial_paths(tmp_path, trial.id).config_dir / "config.yaml").read_text())
+    assert config == {"lr": 0.1, "output_dir": str(launch.run_dir)}
+    assert f"output_dir={launch.run_dir}" in launch.argv
 
 
 def test_prepare_launch_starts_fresh_and_keeps_earlier_attempts(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bisect_runs.metric_direction import split_camel
+from bisect_runs.normalize import value_text as diff_text
 
 RATE_WORDS = ("per", "wer", "cer", "acc", "accuracy", "error", "err", "top1", "top5", "f1")
 
@@ -78,11 +79,9 @@ def mean_sd(m: dict[str, Any], unit: Unit) -> str:
 
 
 def value_text(v: Any) -> str:
-    """A config value as people write it: null, true/false, 1e-05 -> 1e-05, lists in brackets."""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
+    """A config value as people write it: null, true/false as the diff spells them, 1e-05, lists in brackets."""
+    if v is None or isinstance(v, bool):
+        return diff_text(v)
     if isinstance(v, float):
         return f"{v:g}"
     if isinstance(v, str) and v.startswith("commit:"):

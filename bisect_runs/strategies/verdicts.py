@@ -310,7 +310,7 @@ def _frac(f: Fraction) -> dict[str, float]:
 
 
 def _pct(f: Fraction) -> str:
-    if not math.isfinite(f.low) or not math.isfinite(f.high):
+    if not math.isfinite(f.low) or not math.isfinite(f.high) or f.low == f.high:  # no interval, or none from noise-free runs
         return f"{f.value:.0%}"
     return f"{f.value:.0%} ({f.level:.0%} CI {f.low:.0%} to {f.high:.0%})"
 
