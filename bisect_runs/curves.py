@@ -59,7 +59,7 @@ class Reference:
         """The first logged step at which the run's outcome is clear, with its projection; None if none is."""
         if self.start is None:
             return None
-        at = dict(zip(self.steps, range(len(self.steps)), strict=True))
+        at = {step: i for i, step in enumerate(self.steps)}
         for step, value in history:
             i = at.get(step)
             if i is None or step < self.start or step >= self.budget or not math.isfinite(value):
@@ -70,6 +70,7 @@ class Reference:
         return None
 
     def _clear(self, i: int, loss: float) -> EarlyStop | None:
+        """The stop at the i-th reference step, when the run's loss there sits within NEAR sds of A or B."""
         gap = self.b[i] - self.a[i]
         t = (loss - self.a[i]) / gap
         near_a, near_b = abs(loss - self.a[i]), abs(loss - self.b[i])
@@ -80,9 +81,6 @@ class Reference:
         projected = ref_final + (loss - ref_s) * self.sd_final / self.sd[i]
         return EarlyStop(self.steps[i], t, self.sign * projected, "A" if like_a else "B")
 
-    def to_json(self) -> dict[str, object]:
-        return {"from_step": self.start, "steps": list(self.steps), "a": [self.sign * v for v in self.a],
-                "b": [self.sign * v for v in self.b], "sd": list(self.sd)}
 
 
 def reference(

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from bisect_runs.curves import EarlyStop, History, Reference, reference
+from bisect_runs.curves import Reference, reference
 from bisect_runs.runner import EarlyJudge
-from bisect_runs.trials import OK, Outcome, Trial
+from bisect_runs.trials import OK, Outcome
 
 STREAMED = frozenset({"jsonl", "csv", "regex"})  # metric sources a trial writes step by step as it runs
 REFERENCE_LABELS = frozenset({"A", "B"})  # the trials that always run the full budget
@@ -38,12 +38,7 @@ def judge_for(ref: Reference | None, keep_full: Collection[str] = REFERENCE_LABE
     """The runner's judge for a round: None while the reference allows no early stop."""
     if ref is None or ref.start is None:
         return None
-    chosen = ref
-
-    def judge(trial: Trial, history: History) -> EarlyStop | None:
-        return None if trial.label in keep_full else chosen.judge(history)
-
-    return judge
+    return lambda trial, history: None if trial.label in keep_full else ref.judge(history)
 
 
 def cost(outcomes: Iterable[Outcome], steps: int, ref: Reference | None) -> dict[str, Any]:
