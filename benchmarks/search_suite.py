@@ -8,6 +8,11 @@ informative-but-imperfect prior scores (each culprit ranked first with probabili
     python benchmarks/search_suite.py                 # n=12, d in {1,2,4,8}, 200 reps, --jobs 2
     python benchmarks/search_suite.py --n 30 --d 4 --reps 300
     python benchmarks/search_suite.py --quick         # a CI-sized smoke run
+    python benchmarks/search_suite.py --early-stop both   # each strategy with early stopping off and on
+
+Trials log 10 evaluations (`--evals`); with `--early-stop on` (as `search` does by default),
+A and B run in full and later trials stop once their outcome is clear (bisect_runs.curves), so
+a cell's trial-steps can be fewer than runs x steps.
 """
 
 from __future__ import annotations
@@ -23,11 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bisect_runs.simulation import PRIORS, SCENARIOS, make_scenario
+from bisect_runs.search import strategy_phase
+from bisect_runs.simulation import PRIORS, SCENARIOS, SimulatedTrials, make_scenario
 from bisect_runs.strategies import STRATEGIES, drive, make_strategy
-from bisect_runs.strategies.base import SearchContext
+from bisect_runs.strategies.base import Decision, Observation, Request, SearchContext, Strategy
 
-GRID_SCENARIOS = ("single", "additive2", "and2", "or2", "mask", "nan_and", "null")
+GRID_SCENARIOS = ("single", "additive2", "and2", "or2", "mask", "nan_and", "null", "late")
 MIN_EFFECT = 0.25  # the smallest regression worth chasing: a quarter of the gap, as users set --min-effect
 
 
@@ -45,6 +51,8 @@ class Cell:
     tails: float = 0.0
     innocent_sd: float = 0.03
     steps: int = 200
+    early_stop: bool = True
+    evals: int = 10
 
 
 @dataclass(frozen=True)
@@ -54,12 +62,13 @@ class Score:
     runs: float
     rounds: float
     seconds: float
+    steps: float = 0.0  # mean trial-steps per search
 
 
 def run_cell(cell: Cell) -> Score:
     """Repeat one cell; the same repetition index gives the same scenario for every strategy."""
     started = time.perf_counter()
-    correct, runs, rounds = 0, 0, 0
+    correct, runs, rounds, steps = 0, 0, 0, 0
     for rep in range(cell.reps):
         tag = zlib.crc32(f"{cell.scenario}/{cell.n}/{cell.d}".encode())
         rng = np.random.default_rng([rep, tag])
@@ -75,25 +84,39 @@ def run_cell(cell: Cell) -> Score:
             prior_scores=sc.priors,
             seed_base=rep * 1000,
         )
-        decision, r, k = drive(make_strategy(cell.strategy, ctx), sc.evaluate, ctx)
+        trials = SimulatedTrials(sc, cell.steps, cell.evals, cell.early_stop)
+        decision, r, k = drive_phased(make_strategy(cell.strategy, ctx), trials, ctx)
         correct += sc.correct(decision.reproduced, decision.culprits)
         runs += r
         rounds += k
-    return Score(cell, correct / cell.reps, runs / cell.reps, rounds / cell.reps, time.perf_counter() - started)
+        steps += trials.trial_steps
+    n = cell.reps
+    return Score(cell, correct / n, runs / n, rounds / n, time.perf_counter() - started, steps / n)
 
 
-def table(scores: Sequence[Score], strategies: Sequence[str]) -> str:
-    """A Markdown table: one row per (n, d, scenario), accuracy / runs / rounds / trial-steps per strategy."""
-    by = {(s.cell.n, s.cell.d, s.cell.scenario, s.cell.strategy): s for s in scores}
+def drive_phased(strategy: Strategy, trials: SimulatedTrials, ctx: SearchContext) -> tuple[Decision, int, int]:
+    """Drive a strategy, telling the trials each round's phase as a search tells its runner."""
+
+    def evaluate(requests: list[Request]) -> list[Observation]:
+        trials.phase = strategy_phase(strategy) or "screen"
+        return trials.evaluate(requests)
+
+    return drive(strategy, evaluate, ctx)
+
+
+def table(scores: Sequence[Score], strategies: Sequence[str], early: Sequence[bool] = (True,)) -> str:
+    """A Markdown table: one row per (n, d, scenario), accuracy / runs / rounds / trial-steps per column
+    (a strategy, with early stopping off and on side by side when both ran)."""
+    by = {(s.cell.n, s.cell.d, s.cell.scenario, s.cell.strategy, s.cell.early_stop): s for s in scores}
     keys = sorted({(s.cell.n, s.cell.d, s.cell.scenario) for s in scores}, key=lambda k: (k[0], k[1], scenario_order(k[2])))
-    head = "| n | d | scenario | " + " | ".join(strategies) + " |"
-    lines = [head, "|" + "---|" * (3 + len(strategies))]
+    columns = [(st, e) for st in strategies for e in early]
+    names = [st + ("" if len(early) == 1 else " early stop " + ("on" if e else "off")) for st, e in columns]
+    lines = ["| n | d | scenario | " + " | ".join(names) + " |", "|" + "---|" * (3 + len(columns))]
     for n, d, scenario in keys:
         cells = []
-        for strategy in strategies:
-            s = by.get((n, d, scenario, strategy))
-            steps = s.runs * s.cell.steps if s is not None else 0.0
-            cells.append("" if s is None else f"{s.accuracy:.1%} / {s.runs:.1f} / {s.rounds:.1f} / {steps:.0f}")
+        for strategy, e in columns:
+            s = by.get((n, d, scenario, strategy, e))
+            cells.append("" if s is None else f"{s.accuracy:.1%} / {s.runs:.1f} / {s.rounds:.1f} / {s.steps:.0f}")
         lines.append(f"| {n} | {d:g} | {scenario} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -115,7 +138,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--timeouts", type=float, default=0.0, help="chance that any trial times out (default 0)")
     p.add_argument("--tails", type=float, default=0.0, help="Student-t degrees of freedom of the noise (0: normal)")
     p.add_argument("--innocent-sd", type=float, default=0.03, help="sd of the innocent factors' effects (0.03)")
-    p.add_argument("--steps", type=int, default=200, help="steps per trial, for the trial-steps column (200)")
+    p.add_argument("--steps", type=int, default=200, help="step budget of a trial (200)")
+    p.add_argument("--evals", type=int, default=10, help="evaluations a trial logs, evenly spaced (10)")
+    p.add_argument("--early-stop", choices=("on", "off", "both"), default="off",
+                   help="stop trials early: off (the tables of docs/search.md), on, or both side by side")
     p.add_argument("--jobs", type=int, default=2, help="worker processes over cells (default 2)")
     p.add_argument("--quick", action="store_true", help="20 reps, n=12, d in {2, 8}: a smoke run")
     args = p.parse_args(argv)
@@ -126,10 +152,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
+    early = {"on": [True], "off": [False], "both": [False, True]}[args.early_stop]
     cells = [
         Cell(sc, n, d, st, args.reps, args.parallel, args.prior, args.shared, args.timeouts, args.tails,
-             args.innocent_sd, args.steps)
-        for n, d, sc, st in itertools.product(args.n, args.d, args.scenarios, args.strategies)
+             args.innocent_sd, args.steps, e, args.evals)
+        for n, d, sc, st, e in itertools.product(args.n, args.d, args.scenarios, args.strategies, early)
     ]
     started = time.perf_counter()
     if args.jobs > 1:
@@ -138,9 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         scores = [run_cell(c) for c in cells]
     noise = f"shared {args.shared:g}, timeouts {args.timeouts:g}, tails {args.tails:g}, innocent sd {args.innocent_sd:g}"
-    print(f"accuracy / mean runs / mean rounds / mean trial-steps ({args.steps} per trial), P={args.parallel}, "
-          f"{args.reps} reps, priors {args.prior}, {noise}\n")
-    print(table(scores, args.strategies))
+    print(f"accuracy / mean runs / mean rounds / mean trial-steps (budget {args.steps}, {args.evals} evaluations), "
+          f"P={args.parallel}, {args.reps} reps, priors {args.prior}, {noise}\n")
+    print(table(scores, args.strategies, early))
     print(f"\n{len(cells)} cells in {time.perf_counter() - started:.1f} s with {args.jobs} job(s)")
     return 0
 

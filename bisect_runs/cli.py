@@ -136,6 +136,8 @@ def diff_command(ctx: click.Context, a: str | None, b: str | None, fmt: str, sho
 @click.option("--resume-changed", is_flag=True, default=None,
               help="Resume in an OUT_DIR whose search had other steps/metric/mode/command/configs (earlier one kept in previous-N).")
 @click.option("--retries", type=int, help="Reruns of a crashed trial, same seed (default 1).")
+@click.option("--early-stop/--no-early-stop", default=None,
+              help="Stop a trial once its outcome is clear against A's and B's curves (key `early_stop`; default on).")
 @click.option("--min-effect", type=float, help="Smallest regression worth reporting, in metric units.")
 @click.option("--max-runs", type=int, help="Budget: most trials to run.")
 @click.option("--max-hours", type=float, help="Budget: most wall-clock hours.")
@@ -173,7 +175,8 @@ def search_command(good_bad: tuple[str, ...], project: str | None, no_project: b
     _echo(result.verdict)
     if not quiet:
         out = settings.path(settings.out)
-        _echo(f"{result.runs} runs in {result.rounds} rounds; summary: {out}/summary.json")
+        steps = f" ({result.trial_steps} trial-steps)" if result.trial_steps is not None else ""
+        _echo(f"{result.runs} runs{steps} in {result.rounds} rounds; summary: {out}/summary.json")
     sys.exit(result.exit_code)
 
 

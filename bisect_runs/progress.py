@@ -208,6 +208,9 @@ def describe(trial: Trial, outcome: Outcome) -> str:
     what = f"{trial.label} seed={trial.seed}"
     if outcome.status == OK and outcome.value is not None:
         result = f"ok {outcome.value:.6g}"
+        if outcome.stopped_early is not None:
+            early = outcome.stopped_early
+            result += f" (projected: stopped early at step {early['step']}, near {early['like']})"
     else:
         result = outcome.status + (f" ({outcome.detail})" if outcome.detail else "")
     infra = " [infrastructure: not judged]" if outcome.infra else ""

@@ -57,6 +57,7 @@ class Settings:
     resume: bool = False
     resume_changed: bool = False  # start a search with other settings in an OUT_DIR that holds one
     retries: int = 1
+    early_stop: bool = True  # stop a trial once its outcome is clear against A's and B's curves
     min_effect: float = 0.0
     max_runs: int | None = None
     max_hours: float | None = None
@@ -259,6 +260,8 @@ def _validate(s: Settings, source: str, flagged: frozenset[str] = frozenset()) -
         problems.append(("parallel", f"must be a positive integer or 'auto' (got {s.parallel!r})"))
     if not (s.reduce in ("last", "min", "max") or _is_mean_last(s.reduce)):
         problems.append(("reduce", f"must be last, min, max or mean_last:K (got {s.reduce!r})"))
+    if not isinstance(s.early_stop, bool):
+        problems.append(("early_stop", f"must be true or false (got {s.early_stop!r})"))
     for name in ("groups", "slurm", "ray", "defaults"):
         if not isinstance(getattr(s, name), dict):
             problems.append((name, "must be a mapping"))

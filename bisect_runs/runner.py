@@ -3,8 +3,11 @@
 `TrialRunner.run(trials)` returns one outcome per trial, in order. Trials the journal already
 finished are answered without running; the rest are prepared and submitted at once and judged
 as they end. A crash is retried with the same seed (`retries` times); one that does not repeat
-is marked `infra` (not judged). Ctrl-C or SIGTERM stops every process group, records the
-trials as interrupted (run again by `--resume`) and re-raises KeyboardInterrupt.
+is marked `infra` (not judged). With `early_stop` set (and an executor that can stop one
+trial), running trials' metrics are read as they grow and a trial whose outcome is already
+clear is stopped and judged at its projection (`bisect_runs.curves`). Ctrl-C or SIGTERM stops
+every process group, records the trials as interrupted (run again by `--resume`) and re-raises
+KeyboardInterrupt.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from types import FrameType
 from typing import Any
 
 from bisect_runs.crashes import EXTRA_RETRIES, looks_like_infrastructure
+from bisect_runs.curves import EarlyStop, History
 from bisect_runs.errors import TrialError
 from bisect_runs.executors.base import Executor, Launch, ProcessEnd
 from bisect_runs.journal import Journal
-from bisect_runs.metrics import MetricSpec
+from bisect_runs.metrics import MetricSpec, read_metric
+from bisect_runs.outcomes import finish
 from bisect_runs.overrides import OverrideStyle
 from bisect_runs.progress import Progress
 from bisect_runs.trials import (
@@ -33,12 +38,15 @@ from bisect_runs.trials import (
     Trial,
     WriteConfig,
     check_command,
-    finish,
     load_launch,
     make_trial,
     prepare_launch,
+    trial_paths,
     write_outcome,
 )
+
+POLL_S = 0.5  # how often running trials' metrics are read while early stopping is on
+EarlyJudge = Callable[[Trial, History], EarlyStop | None]  # None: let the trial run on
 
 
 class TrialRunner:
@@ -86,6 +94,7 @@ class TrialRunner:
         self.base_keys = base_keys  # the base config's flat keys: {overrides} adds the others with `+`
         self.extra_env: Callable[[Trial], Mapping[str, str]] | None = None  # e.g. the trackers' grouping
         self.on_finished: Callable[[Trial, Outcome], None] | None = None  # told of every judged trial
+        self.early_stop: EarlyJudge | None = None  # set per round by the search once A's and B's curves are known
         self.override_style = override_style  # how {overrides} and {args} are written (Hydra when None)
         self.base_values = base_values  # the base config's flat values, for {args}
         self.run_dir_key = run_dir_key  # config key set to the trial's {run_dir}
@@ -94,6 +103,7 @@ class TrialRunner:
         self.flaky_seen = False  # a crash went away on retry: later crashes get more retries
         self._counted: set[str] = set()
         self._trials: dict[str, Trial] = {}
+        self._started: set[str] = set()  # trials whose process or job has started
         executor.on_submitted = self._submitted
         if progress is not None and (note := journal.skipped_note()):
             progress.note(f"Warning: {note}")
@@ -133,6 +143,7 @@ class TrialRunner:
     def _submitted(self, trial_id: str, job_id: str) -> None:
         """A process or job started: journal its id (for resume) and tell the progress display."""
         self.journal.submitted(trial_id, job_id)
+        self._started.add(trial_id)
         trial = self._trials.get(trial_id)
         if self.progress is not None and trial is not None:
             self.progress.started(trial, job_id)
@@ -170,15 +181,21 @@ class _Batch:
         self.attempt = dict.fromkeys(todo, 1)
         self.earlier: dict[str, list[Outcome]] = {tid: [] for tid in todo}
         self.left = len(todo)
+        self.watch = runner.early_stop if runner.executor.supports_stop else None
+        self.stopping: dict[str, EarlyStop] = {}  # trials asked to stop, with the judgement that stopped them
 
     def run(self) -> None:
         try:
             self._submit_all()
             while self.left > 0:
                 tick = self.r.progress.tick_s if self.r.progress is not None and self.r.progress.live else None
+                if self.watch is not None:
+                    tick = POLL_S if tick is None else min(tick, POLL_S)
                 ends = self.r.executor.wait(timeout=tick)
                 for end in ends:
                     self._handle(end)
+                if self.watch is not None:
+                    self._watch(self.watch)
                 if self.r.progress is not None and not ends:
                     self.r.progress.refresh()
         except BaseException:
@@ -203,6 +220,15 @@ class _Batch:
         self.r.launched += len(fresh)
         self.r.executor.submit(fresh)
 
+    def _watch(self, judge: EarlyJudge) -> None:
+        """Read the running trials' metrics; stop those whose outcome is already clear."""
+        for tid in [t for t in self.r._started if t in self.todo and t not in self.results and t not in self.stopping]:
+            paths = trial_paths(self.r.out_dir, tid)
+            history = read_metric(paths.run_dir, self.r.metric, log_path=paths.stdout).history
+            early = judge(self.todo[tid], history) if history else None
+            if early is not None and self.r.executor.stop(tid):
+                self.stopping[tid] = early
+
     def _handle(self, end: ProcessEnd) -> None:
         trial = self.todo.get(end.trial_id)
         if trial is None or trial.id in self.results:
@@ -210,7 +236,7 @@ class _Batch:
         if START_ERROR in end.extra and self.r.start_error_fatal:
             raise TrialError(f"{end.extra[START_ERROR]} (command: {' '.join(trial.command)})")
         attempt = self.attempt[trial.id]
-        outcome = finish(trial, end, self.r.metric, self.r.out_dir, attempt)
+        outcome = finish(trial, end, self.r.metric, self.r.out_dir, attempt, early=self.stopping.get(trial.id))
         lost = outcome.detail.startswith("lost")  # the executor already requeued it
         if outcome.status == CRASHED and not lost and attempt <= self._retries_for(outcome):
             self._retry(trial, outcome)

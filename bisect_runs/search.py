@@ -19,14 +19,16 @@ from typing import Any, cast
 
 from bisect_runs import members
 from bisect_runs.crashes import attempt_counts
+from bisect_runs.curves import Reference
 from bisect_runs.diff import Factor, diff_configs
+from bisect_runs.early_stop import EXPLORING, STREAMED, cost, judge_for, reference_of
 from bisect_runs.errors import RunError
 from bisect_runs.executors import get_executor
 from bisect_runs.journal import JOURNAL_FILE, Journal, disk_space, set_aside
 from bisect_runs.progress import Progress, expected_runs, explanation_so_far
 from bisect_runs.project import Settings, load_project, make_settings
 from bisect_runs.report import FIGURES_DIR, REPORT_FILES, write_report
-from bisect_runs.runner import TrialRunner
+from bisect_runs.runner import EarlyJudge, TrialRunner
 from bisect_runs.search_settings import (
     check_override_keys,
     config_spec,
@@ -95,6 +97,7 @@ class Search:
         self.held_searched = False  # the held differences joined the search (the control beat B)
         self.control: dict[str, Any] | None = None  # the exact good config against B, when it ran
         self.phase = ""  # the strategy's phase of the round running now
+        self.reference: Reference | None = None  # A's and B's curves that running trials are judged against
         self.tracking: Tracking
 
     # -- points -> trials -------------------------------------------------------------
@@ -339,8 +342,27 @@ class Search:
         ]  # fmt: skip
         return explanation_so_far(values, [f.name for f in self.factors], self.settings.mode)
 
+    def early_judge(self) -> EarlyJudge | None:
+        """The runner's early-stop judge for the next round (None: every trial runs its full budget).
+
+        The reference is A's and B's curves of the searched differences; only exploring rounds use it
+        (early_stop.EXPLORING), and not in a second search over the held differences.
+        """
+        s = self.settings
+        if not s.early_stop or s.metric_source not in STREAMED or self.phase not in EXPLORING:
+            return None
+        if (self.control or {}).get("held_searched"):
+            return None
+        if not self.held_searched:
+            full = frozenset(range(len(self.factors)))
+            runs = [(p, o) for (p, _), outs in self.outcomes.items() for o in outs]
+            a, b = ([o for p, o in runs if p == point] for point in (frozenset(), full))
+            self.reference = reference_of(a, b, s.mode, int(s.steps or 0))
+        return judge_for(self.reference)
+
     def run_round(self, requests: list[Request], runner: TrialRunner) -> list[Observation]:
         trials = [self.trial_for(r) for r in requests]
+        runner.early_stop = self.early_judge()
         outcomes = runner.run(trials)
         if not self.rounds and not any(o.status == OK for o in outcomes):
             raise _NothingRan(nothing_ran(trials, outcomes, self.out_dir))
@@ -396,6 +418,9 @@ class Search:
             complete=complete,
             seeds=self.seed_check.to_json(self.settings.seed_base),
         )
+        finished = [o for tid in self.journal.recorded_ids() if (o := self.journal.finished(tid)) is not None]
+        result.early_stop = cost(finished, result.steps, self.reference)
+        result.trial_steps = result.early_stop["trial_steps"]
         write_summary(self.out_dir, result)
         write_report(self.out_dir)
         return result

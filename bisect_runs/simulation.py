@@ -4,16 +4,23 @@ loss(point, seed) = base + main effects of the factors set to B + interaction te
 A = every factor at A, B = every factor at B; the scenarios normalise the regression B - A to
 1 (plus small innocent effects) and the noise sd is 1/d. Every value is a pure function of
 (scenario key, point, seed), so the same request always gives the same observation.
+
+Each run also has a learning curve (`Scenario.curve`): a common decline shared by every point,
+the point's effect growing to full size by half the budget (or switching on at `onset`), and
+seed noise that converges on the run's final noise. `SimulatedTrials` plays a whole search's
+trials with them, stopping trials early by the same rule as real searches (`bisect_runs.curves`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from bisect_runs.curves import History, reference
+from bisect_runs.early_stop import EXPLORING
 from bisect_runs.strategies.base import (
     CRASHED,
     DIVERGED,
@@ -25,7 +32,10 @@ from bisect_runs.strategies.base import (
     Request,
 )
 
-SCENARIOS = ("single", "additive2", "and2", "or2", "mask", "nan_and", "null", "diffuse", "crash", "and3")
+SCENARIOS = ("single", "additive2", "and2", "or2", "mask", "nan_and", "null", "diffuse", "crash", "and3", "late")
+CURVE_DROP = 3.0  # the common decline of every curve from step 0 to the budget, in loss units
+GROWS_BY = 0.5  # share of the budget by which an effect has grown to its full size (unless `onset`)
+LATE_ONSET = 0.6  # the "late" scenario: the culprit's effect switches on at 60 % of the budget
 PRIORS = ("informative", "uniform", "misleading")
 
 
@@ -50,6 +60,7 @@ class Scenario:
     truth: list[list[int]] = field(default_factory=list)
     reproduced: bool = True
     priors: list[float] = field(default_factory=list)
+    onset: float = 0.0  # share of the budget at which every effect switches on; 0: they grow from the start
 
     def mean(self, point: Point) -> float:
         """Expected loss at a point (no noise, no failures)."""
@@ -86,6 +97,21 @@ class Scenario:
     def evaluate(self, requests: Sequence[Request]) -> list[Observation]:
         return [self.observe(r) for r in requests]
 
+    def curve(self, request: Request, final: float, steps: int, evals: int) -> History:
+        """The run's logged values at `evals` evenly spaced steps, ending at its observed `final` value."""
+        point, seed = request.point, request.seed
+        sign = 1.0 if self.mode == "min" else -1.0
+        effect, noise = self.mean(point) - self.base, sign * final - self.mean(point)
+        rng = np.random.default_rng([self.key, seed, 11, len(point), *sorted(point)])
+        history = []
+        for k in range(1, evals + 1):
+            f = k / evals
+            grown = (f >= self.onset) if self.onset else min(1.0, f / GROWS_BY)
+            near_final = noise * f + self.noise_sd * math.sqrt(1 - f * f) * float(rng.normal())
+            loss = self.base + CURVE_DROP * (1 - f) + effect * grown + near_final
+            history.append((round(f * steps), sign * loss))
+        return history
+
     def correct(self, reproduced: bool, culprits: Sequence[Sequence[int]]) -> bool:
         """Exact-set accuracy: same reproduced flag and the same set of culprit sets."""
         got = {frozenset(c) for c in culprits}
@@ -117,8 +143,9 @@ def make_scenario(
     i, j, k = (int(x) for x in rng.choice(n, 3, replace=False))
     sc = Scenario(n, main, 1.0 / d, key=int(rng.integers(2**31)), mode=mode, kind=kind)
     sc.shared, sc.timeout, sc.tails = shared, timeout, tails
-    if kind in ("single", "crash"):
+    if kind in ("single", "crash", "late"):
         main[i], sc.truth = 1.0, [[i]]
+        sc.onset = LATE_ONSET if kind == "late" else 0.0
         if kind == "crash":  # a bystander that crashes whenever it runs without its companion k
             sc.crash_when = [(frozenset({j}), frozenset({k}))]
     elif kind == "additive2":
@@ -159,3 +186,38 @@ def make_priors(n: int, culprits: list[int], prior: str, rng: np.random.Generato
     elif prior != "uniform":
         raise ValueError(f"unknown prior {prior!r}; valid: {', '.join(PRIORS)}")
     return [float(s) for s in scores]
+
+
+@dataclass
+class SimulatedTrials:
+    """A whole search's trials on a scenario: A and B run in full, later trials may stop early."""
+
+    scenario: Scenario
+    steps: int = 200
+    evals: int = 10  # logged evaluations per run
+    early_stop: bool = True
+    phase: str = "screen"  # the strategy's phase of the next round: only exploring ones stop early
+    trial_steps: int = 0  # steps run, summed over trials
+    stops: list[int] = field(default_factory=list)  # the step each trial stopped early at
+    _a: list[tuple[History, float]] = field(default_factory=list)
+    _b: list[tuple[History, float]] = field(default_factory=list)
+
+    def evaluate(self, requests: Sequence[Request]) -> list[Observation]:
+        """One round: the reference is what A and B showed in earlier rounds, as in a real search."""
+        sc = self.scenario
+        judged = self.early_stop and self.phase in EXPLORING
+        ref = reference(self._a, self._b, sc.mode, self.steps) if judged else None
+        out = []
+        for request in requests:
+            obs, ran = sc.observe(request), self.steps
+            if obs.status == OK and obs.value is not None:
+                history = sc.curve(request, obs.value, self.steps, self.evals)
+                full = {0: self._a, sc.n: self._b}.get(len(request.point))
+                if full is not None:
+                    full.append((history, obs.value))
+                elif ref is not None and (stop := ref.judge(history)) is not None:
+                    obs, ran = replace(obs, value=stop.value), stop.step
+                    self.stops.append(stop.step)
+            self.trial_steps += ran
+            out.append(obs)
+        return out

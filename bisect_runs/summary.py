@@ -34,6 +34,8 @@ class SearchResult:
     details: dict[str, Any] = field(default_factory=dict)
     complete: bool = True  # False when a budget ran out or the search was interrupted
     seeds: dict[str, Any] | None = None  # whether the trainer used the seed (strategies.seeding.SeedCheck)
+    trial_steps: int | None = None  # steps the trials ran, summed (early stopping makes it less than runs x steps)
+    early_stop: dict[str, Any] | None = None  # early_stop.cost: full-budget steps, trials stopped, from which step
 
     @property
     def exit_code(self) -> int:

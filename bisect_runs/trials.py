@@ -1,7 +1,7 @@
 """Trials: one training run of a variant config for a step budget with one seed.
 
-This module holds the records, prepares a trial (its directory, its config, the substituted
-command: `prepare_launch`) and judges how it went (`finish`), the same for every executor.
+This module holds the records and prepares a trial (its directory, its config, the substituted
+command: `prepare_launch`), the same for every executor; `bisect_runs.outcomes` judges how it went.
 Layout of `OUT_DIR/trials/<id>/`: `config/` (the variant as written), `run/` (the trainer's
 `{run_dir}`, empty at start), `stdout.log`, `stderr.log`, `launch.json`, `outcome.json`, and
 `attempt-N/` holding earlier attempts of a retried trial. See docs/trials.md.
@@ -12,10 +12,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import shutil
-import signal
 import sys
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,15 +24,7 @@ import yaml
 
 from bisect_runs.atomic import write_json
 from bisect_runs.errors import TrialError
-from bisect_runs.executors.base import Launch, ProcessEnd
-from bisect_runs.metrics import (
-    MetricRead,
-    MetricSpec,
-    first_nonfinite,
-    read_metric,
-    reduce_history,
-    speed_from_log,
-)
+from bisect_runs.executors.base import Launch
 
 # Outcome statuses.
 OK, DIVERGED, CRASHED, TIMEOUT, INTERRUPTED = "ok", "diverged", "crashed", "timeout", "interrupted"
@@ -42,12 +32,10 @@ FINISHED = frozenset({OK, DIVERGED, CRASHED, TIMEOUT})  # interrupted trials are
 
 PLACEHOLDERS = ("config", "run_dir", "steps", "seed", "overrides", "args", "python")
 ABSENT_JSON: dict[str, bool] = {"$absent": True}  # how a removed key (variants.ABSENT) is written in JSON
-STDERR_TAIL_LINES = 20
 ENV_PREFIX = "BISECT_RUNS_"
 START_ERROR = "start_error"  # ProcessEnd.extra key set by executors when the command could not start
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # other braces (JSON arguments) stay literal
 _PLAIN_WORD = re.compile(r"[A-Za-z0-9_./:@+-]+")  # needs no quotes in an override
-_NONFINITE_WORDS = re.compile(r"\bnan\b|\binf\b|non-finite|nonfinite|not finite", re.IGNORECASE)
 
 WriteConfig = Callable[["Trial", Path], Path]
 
@@ -87,6 +75,8 @@ class Outcome:
     # A crash that did not repeat on retry (or a lost job): infrastructure, not judged.
     infra: bool = False
     attempts: list[dict[str, Any]] = field(default_factory=list)  # earlier attempts (status, detail, ...)
+    steps_run: int | None = None  # steps the trainer ran: the budget, or where it was stopped early
+    stopped_early: dict[str, Any] | None = None  # curves.EarlyStop.to_json() when stopped early
 
     @property
     def finished(self) -> bool:
@@ -418,116 +408,6 @@ def _fresh_dir(paths: TrialPaths, attempt: int) -> None:
     paths.config_dir.mkdir()
 
 
-# -- judging ------------------------------------------------------------------------------
-
-
-def finish(trial: Trial, end: ProcessEnd, spec: MetricSpec, out_dir: Path, attempt: int = 1) -> Outcome:
-    """Read the trial's metrics, classify how it went, write `outcome.json`; return the outcome."""
-    paths = trial_paths(out_dir, trial.id)
-    read = read_metric(paths.run_dir, spec, log_path=paths.stdout)
-    tail = tail_lines(paths.stderr) or tail_lines(paths.stdout)
-    status, detail = classify(end, read, spec, tail)
-    value = reduce_history(read.history, spec.reduce) if status == OK else None
-    outcome = Outcome(
-        trial_id=trial.id,
-        status=status,
-        value=value,
-        wall_s=end.wall_s,
-        returncode=end.returncode,
-        steps_per_s=read.steps_per_s if read.steps_per_s is not None else _log_speed(paths),
-        peak_gpu_mem_mb=read.peak_gpu_mem_mb,
-        history=list(read.history),
-        stderr_tail=tail if status != OK else "",
-        attempt=attempt,
-        job_id=end.job_id,
-        slot=end.slot,
-        detail=detail,
-    )
-    write_outcome(out_dir, outcome)
-    return outcome
-
-
-def classify(end: ProcessEnd, read: MetricRead, spec: MetricSpec, stderr_tail: str = "") -> tuple[str, str]:
-    """(status, detail) from how the process ended and what it logged."""
-    if end.status == "interrupted":
-        return INTERRUPTED, end.detail or "stopped by Ctrl-C or SIGTERM"
-    if end.status == "timeout":
-        return TIMEOUT, end.detail or f"still running after {end.wall_s:.0f} s; its process group was killed"
-    if end.status == "lost":
-        return CRASHED, "lost: " + (end.detail or "the executor lost the job (node failure or preemption)")
-    bad = first_nonfinite(read.history)
-    if bad is not None:
-        return DIVERGED, f"{spec.name} became {bad[1]} at step {bad[0]}"
-    finite = reduce_history(read.history, "last") is not None
-    if end.returncode != 0 or not finite:
-        why = _stopped_after_nonfinite(read, stderr_tail)
-        stop = _exit_text(end) if end.returncode != 0 else "exit status 0"
-        if why:
-            return DIVERGED, f"{why}, then the trainer stopped ({stop})"
-        if end.returncode != 0:
-            last = stderr_tail.strip().splitlines()[-1:] if stderr_tail.strip() else []
-            return CRASHED, (end.detail + "; " if end.detail else "") + stop + (f": {last[0][:200]}" if last else "")
-        return CRASHED, f"no value of {spec.name!r} in {read.where}" + _logged_names(read) + _problems(read)
-    return OK, ""
-
-
-def _logged_names(read: MetricRead, shown: int = 8) -> str:
-    """What the run did log, so a misspelt metric name is easy to spot."""
-    names = sorted(read.series)
-    if not names:
-        return ""
-    more = ", ..." if len(names) > shown else ""
-    return f" (it logged {', '.join(names[:shown])}{more})"
-
-
-def _stopped_after_nonfinite(read: MetricRead, stderr_tail: str) -> str:
-    """Why a run that stopped early counts as diverged: a logged NaN/inf, or one named in stderr."""
-    for name, history in read.series.items():
-        bad = first_nonfinite(history)
-        if bad is not None:
-            return f"{name} became {bad[1]} at step {bad[0]}"
-    match = _NONFINITE_WORDS.search(stderr_tail)
-    return f"stderr reports a non-finite value ({match.group(0)!r})" if match else ""
-
-
-def _exit_text(end: ProcessEnd) -> str:
-    if end.returncode is not None and end.returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-end.returncode).name}"
-        except ValueError:
-            return f"killed by signal {-end.returncode}"
-    return f"exit status {end.returncode}"
-
-
-def _problems(read: MetricRead) -> str:
-    return f" ({'; '.join(read.problems[:3])})" if read.problems else ""
-
-
-def _log_speed(paths: TrialPaths) -> float | None:
-    """Steps/s from progress lines when the metrics named none (tqdm writes to stderr)."""
-    for path in (paths.stderr, paths.stdout):
-        speed = speed_from_log(_read_tail(path, 16384))
-        if speed is not None:
-            return speed
-    return None
-
-
-def tail_lines(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
-    """The last lines of a log (reading only its end: logs can be large)."""
-    text = _read_tail(path, 65536)
-    return "\n".join(text.rstrip("\n").splitlines()[-lines:]) if text.strip() else ""
-
-
-def _read_tail(path: Path, size: int) -> str:
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - size))
-            return f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
 def write_outcome(out_dir: Path, outcome: Outcome) -> Path:
     """Write `trials/<id>/outcome.json` atomically."""
     path = trial_paths(out_dir, outcome.trial_id).outcome
@@ -541,6 +421,3 @@ def read_outcome(out_dir: Path, trial_id: str) -> Outcome | None:
         return outcome_from_json(json.loads(trial_paths(out_dir, trial_id).outcome.read_text(encoding="utf-8")))
     except (OSError, ValueError):
         return None
-
-
-

@@ -12,7 +12,8 @@ import pytest
 from bisect_runs.atomic import finite, write_atomic, write_json
 from bisect_runs.executors.base import ProcessEnd
 from bisect_runs.metrics import MetricSpec
-from bisect_runs.trials import DIVERGED, finish, make_trial, read_outcome, trial_paths
+from bisect_runs.outcomes import finish
+from bisect_runs.trials import DIVERGED, make_trial, read_outcome, trial_paths
 
 
 def strict_load(path: Path) -> Any:

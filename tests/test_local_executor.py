@@ -144,6 +144,25 @@ def test_cancel_stops_running_and_queued_launches(tmp_path: Path) -> None:
             assert not _alive(int(pid_file.read_text()))
 
 
+def test_stop_ends_one_running_launch_and_leaves_the_others(tmp_path: Path) -> None:
+    first, second = _launches(tmp_path, 2, {"sleep": 3, "grandchild": True})
+    with LocalExecutor(parallel=2, devices=[], grace_s=1.0) as executor:
+        assert executor.supports_stop and not executor.stop(first.trial_id)  # not started yet
+        executor.submit([first, second])
+        deadline = time.monotonic() + 30
+        while not (first.run_dir / "grandchild.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert executor.stop(first.trial_id) and not executor.stop(first.trial_id)  # asked once
+        ends = {e.trial_id: e for e in _collect(executor, 2)}
+    assert ends[first.trial_id].status == "stopped" and ends[first.trial_id].returncode == -15
+    assert ends[second.trial_id].status == "exited" and ends[second.trial_id].returncode == 0
+    grandchild = int((first.run_dir / "grandchild.pid").read_text())
+    deadline = time.monotonic() + 5
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(grandchild), "the stopped trainer's grandchild survived"
+
+
 def test_executor_is_reusable_after_cancel(tmp_path: Path) -> None:
     with LocalExecutor(parallel=1, devices=[]) as executor:
         executor.submit(_launches(tmp_path / "a", 1, {"sleep": 60}))

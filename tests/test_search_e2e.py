@@ -316,7 +316,7 @@ def test_after_a_resume_under_another_strategy_every_output_counts_the_same_runs
     assert code == 0, output
     trials = {e["trial"]["id"] for e in read_journal(root / "out") if e.get("event") == "trial"}
     assert summary["runs"] == len(trials) >= first["runs"]
-    assert f"{summary['runs']} runs in {summary['rounds']} rounds; summary:" in output
+    assert f"{summary['runs']} runs ({summary['trial_steps']} trial-steps) in {summary['rounds']} rounds; summary:" in output
     report = (root / "out" / "report.md").read_text()
     assert f"{summary['runs']} trials in {summary['rounds']} rounds" in report
 

@@ -14,9 +14,11 @@ import pytest
 import yaml
 from trainers import fake_command, yaml_writer
 
+from bisect_runs.curves import EarlyStop
 from bisect_runs.errors import TrialError
 from bisect_runs.executors.base import ProcessEnd
 from bisect_runs.metrics import MetricSpec
+from bisect_runs.outcomes import finish
 from bisect_runs.trials import (
     CRASHED,
     DIVERGED,
@@ -24,7 +26,6 @@ from bisect_runs.trials import (
     OK,
     TIMEOUT,
     Outcome,
-    finish,
     make_trial,
     outcome_from_json,
     outcome_to_json,
@@ -150,13 +151,30 @@ def _end(status: str = "exited", rc: int | None = 0) -> ProcessEnd:
     return ProcessEnd("x", status, rc, 1.5, job_id="42", slot="cpu:0")
 
 
-def _finish(tmp_path: Path, jsonl: str, end: ProcessEnd, stderr: str = "", name: str = "loss") -> Outcome:
+def _finish(tmp_path: Path, jsonl: str, end: ProcessEnd, stderr: str = "", name: str = "loss",
+            early: EarlyStop | None = None) -> Outcome:  # fmt: skip
     trial = make_trial("B", {}, 0, 10, CMD)
     paths = trial_paths(tmp_path, trial.id)
     paths.run_dir.mkdir(parents=True)
     (paths.run_dir / "metrics.jsonl").write_text(jsonl)
     paths.stderr.write_text(stderr)
-    return finish(trial, end, MetricSpec(name, reduce="min"), tmp_path)
+    return finish(trial, end, MetricSpec(name, reduce="min"), tmp_path, early=early)
+
+
+def test_a_trial_stopped_early_is_ok_at_its_projection(tmp_path: Path) -> None:
+    early = EarlyStop(step=4, t=0.02, value=0.31, like="A")
+    lines = '{"step": 4, "loss": 0.9}\n{"step": 6, "loss": 0.8}\n'  # it logged once more before SIGTERM landed
+    outcome = _finish(tmp_path, lines, _end("stopped", -15), early=early)
+    assert (outcome.status, outcome.value, outcome.steps_run) == (OK, 0.31, 6)
+    assert outcome.stopped_early == {"step": 4, "t": 0.02, "projected": 0.31, "like": "A"}
+    assert outcome.detail == "stopped early at step 4: near A's curve, projected to 0.31"
+    assert read_outcome(tmp_path, outcome.trial_id) == outcome
+
+
+def test_a_trial_that_finished_before_its_stop_landed_keeps_its_own_value(tmp_path: Path) -> None:
+    early = EarlyStop(step=4, t=0.02, value=0.31, like="A")
+    outcome = _finish(tmp_path, '{"step": 4, "loss": 0.9}\n{"step": 10, "loss": 0.5}\n', _end("stopped", 0), early=early)
+    assert (outcome.status, outcome.value, outcome.steps_run, outcome.stopped_early) == (OK, 0.5, 10, None)
 
 
 def test_finish_ok_reduces_and_writes_outcome_json(tmp_path: Path) -> None:

@@ -30,12 +30,15 @@ class Launch:
     cwd: str | None = None  # where the process starts (a commit's worktree); None: the executor's cwd
 
 
+STOPPED = "stopped"  # ProcessEnd.status of a launch ended early on the runner's request (Executor.stop)
+
+
 @dataclass(frozen=True)
 class ProcessEnd:
     """How a launched process ended, as the executor saw it."""
 
     trial_id: str
-    status: str  # "exited" | "timeout" | "interrupted" | "lost" (infrastructure: node failure, preemption)
+    status: str  # "exited" | "timeout" | "interrupted" | "stopped" | "lost" (infrastructure: node failure, preemption)
     returncode: int | None
     wall_s: float
     job_id: str | None = None
@@ -49,6 +52,7 @@ class Executor(abc.ABC):
 
     name = "abstract"
     supports_reattach = False  # cluster executors can pick up jobs a previous search left running
+    supports_stop = False  # can end one running launch early (trials stopped once their outcome is clear)
     # Set by the runner: called with (trial_id, job_id) as soon as a job id is known, so the
     # journal can record it and `--resume` can re-attach instead of resubmitting.
     on_submitted: Callable[[str, str], None] | None = None
@@ -69,6 +73,10 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def cancel(self) -> list[ProcessEnd]:
         """Stop everything queued or running; return their ends with status "interrupted"."""
+
+    def stop(self, trial_id: str) -> bool:
+        """End one running launch early; its end comes back with status STOPPED. False when it cannot."""
+        return False
 
     def reattach(self, launches: Sequence[tuple[Launch, str]]) -> None:
         """Watch jobs submitted by an earlier search (launch, job id) as if just submitted."""

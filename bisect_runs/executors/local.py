@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bisect_runs.errors import SettingsError
-from bisect_runs.executors.base import Executor, Launch, ProcessEnd
+from bisect_runs.executors.base import STOPPED, Executor, Launch, ProcessEnd
 from bisect_runs.executors.processes import alive, environ_of, group_members
 from bisect_runs.trials import START_ERROR, record_environment
 
@@ -41,7 +41,7 @@ class _Running:
     launch: Launch
     proc: subprocess.Popen[bytes]
     started: float
-    reason: str = "exited"  # "timeout" or "interrupted" once we decide to stop it
+    reason: str = "exited"  # "timeout", "interrupted" or "stopped" once we decide to stop it
     exited: threading.Event = field(default_factory=threading.Event)
 
 
@@ -145,6 +145,7 @@ class LocalExecutor(Executor):
     """Runs trainer processes on this machine, one per slot, each in its own process group."""
 
     name = "local"
+    supports_stop = True
 
     def __init__(
         self,
@@ -215,6 +216,17 @@ class LocalExecutor(Executor):
 
     def pending(self) -> int:
         return self._returned_pending
+
+    def stop(self, trial_id: str) -> bool:
+        """End one running trial early (SIGTERM to its group, SIGKILL after the grace period)."""
+        with self._lock:
+            item = self._running.get(trial_id)
+            if item is None or item.exited.is_set() or item.reason != "exited":
+                return False
+            item.reason = STOPPED
+        # in the background: the caller goes on watching the other trials meanwhile
+        threading.Thread(target=self._stop_all, args=([item],), name=f"stop {trial_id}", daemon=True).start()
+        return True
 
     def close(self) -> None:
         """Stop anything still running and end the worker threads."""

@@ -1,4 +1,4 @@
-"""What a search cost: trials, trial hours, GPU-hours and the wall-clock span."""
+"""What a search cost: trials, trial-steps, trial hours, GPU-hours and the wall-clock span."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ from bisect_runs.report.record import TrialRecord
 
 
 def cost_section(trials: list[TrialRecord]) -> dict[str, Any]:
-    """Trials run, wall hours, GPU-hours (wall × GPUs per trial) and CPU-only trial hours."""
+    """Trials run, trial-steps (steps run, summed), wall hours, GPU-hours (wall × GPUs per trial) and CPU-only trial hours."""
     gpu_s = sum(t.wall_s * t.gpus for t in trials)
     cpu_s = sum(t.wall_s for t in trials if not t.gpus)
     return {
         "trials": len(trials),
+        "trial_steps": sum(t.steps if t.steps_run is None else t.steps_run for t in trials),
+        "full_budget_steps": sum(t.steps for t in trials),
+        "stopped_early": sum(t.stopped_early is not None for t in trials),
         "trial_hours": round(sum(t.wall_s for t in trials) / 3600, 4),
         "gpu_hours": round(gpu_s / 3600, 4),
         "cpu_trial_hours": round(cpu_s / 3600, 4),

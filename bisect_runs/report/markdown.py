@@ -145,8 +145,10 @@ def _trials(c: dict[str, Any], unit: Unit) -> list[str]:
     if not rows:
         return lines + ["No trial has finished yet.", ""]
     costs = c["costs"]
+    stopped = (f" ({costs['stopped_early']} stopped early once their outcome was clear against A's and B's curves: "
+               "their values are projections to the full budget)") if costs.get("stopped_early") else ""
     lines += [
-        f"{costs['trials']} trials{_rounds_text(c)}, {c['steps']} steps each. "
+        f"{costs['trials']} trials{_rounds_text(c)}, {c['steps']} steps each{stopped}. "
         f"Mean ± sd over the trials that finished `ok`; failed trials count as the worst outcome in the statistics.",
         "",
         f"| variant | seeds | ok | diverged | crashed | timeout | {c['metric']} mean ± sd | steps/s | peak GPU MB | wall s |",
@@ -158,6 +160,8 @@ def _trials(c: dict[str, Any], unit: Unit) -> list[str]:
             extra.append(f"{r['infra']} infra")
         if r["interrupted"]:
             extra.append(f"{r['interrupted']} interrupted")
+        if r.get("stopped_early"):
+            extra.append(f"{r['stopped_early']} stopped early")
         variant = r["variant"] + (f" ({', '.join(extra)})" if extra else "")
         lines.append(
             "| " + " | ".join(_cell(x) for x in (
@@ -230,8 +234,16 @@ def _environment(c: dict[str, Any]) -> list[str]:
     span_text = f", {duration(span)} wall clock" if isinstance(span, (int, float)) else ""
     gpu = f"{costs['gpu_hours']:.2f} GPU-hours" if costs["gpu_hours"] else "no GPU time"
     cpu = f", {duration(costs['cpu_trial_hours'])} of CPU-only trials" if costs["cpu_trial_hours"] else ""
-    lines.append(f"- Cost: {costs['trials']} trials, {gpu}{cpu}{span_text}")
+    lines.append(f"- Cost: {costs['trials']} trials, {trial_steps(costs)}, {gpu}{cpu}{span_text}")
     return lines + [""]
+
+
+def trial_steps(costs: dict[str, Any]) -> str:
+    """'3600 trial-steps', or '2600 trial-steps (11 trials stopped early; 3600 at the full budget)'."""
+    steps = f"{costs.get('trial_steps', 0)} trial-steps"
+    if not costs.get("stopped_early"):
+        return steps
+    return f"{steps} ({costs['stopped_early']} trials stopped early; {costs['full_budget_steps']} at the full budget)"
 
 
 def duration(hours: float) -> str:

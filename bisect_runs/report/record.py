@@ -48,6 +48,8 @@ class TrialRecord:
     argv: list[str] = field(default_factory=list)  # the substituted command, from launch.json
     time: float | None = None
     cwd: str | None = None  # where the trainer ran, when the executor recorded it
+    steps_run: int | None = None  # steps the trainer ran (fewer than `steps` when stopped early)
+    stopped_early: dict[str, Any] | None = None  # where it stopped and its projection (curves.EarlyStop)
 
 
 @dataclass
@@ -164,6 +166,8 @@ def _trial_record(entry: dict[str, Any], out: Path) -> TrialRecord:
         argv=[str(a) for a in launch.get("argv", [])],
         time=as_float(entry.get("time")),
         cwd=str(launch["cwd"]) if launch.get("cwd") else None,
+        steps_run=int(outcome["steps_run"]) if isinstance(outcome.get("steps_run"), int) else None,
+        stopped_early=outcome.get("stopped_early") if isinstance(outcome.get("stopped_early"), dict) else None,
     )
 
 

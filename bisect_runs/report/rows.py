@@ -239,6 +239,7 @@ def trial_rows(groups: dict[str, list[TrialRecord]], unit: Unit) -> list[dict[st
             **counts,
             "infra": sum(t.infra for t in trials),
             "interrupted": sum(t.status == "interrupted" for t in trials),
+            "stopped_early": sum(t.stopped_early is not None for t in trials),
             "mean": m["mean"], "sd": m["sd"],
             "mean_text": "—" if m["mean"] is None else mean_sd(m, unit),
             "steps_per_s": statistics.median(speeds) if speeds else None,
