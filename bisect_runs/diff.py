@@ -20,7 +20,7 @@ from typing import Any
 from bisect_runs.errors import ConfigError
 from bisect_runs.factors import Factor, build_factors, key_matches, value_key
 from bisect_runs.impact import LEVELS, Rules, assess, leaf, load_rules, parent, side_state, squash
-from bisect_runs.normalize import FlatConfig, flatten, value_text, values_equal
+from bisect_runs.normalize import FlatConfig, flatten, type_word, value_text, values_equal
 from bisect_runs.sources import LoadedConfig, load_config
 
 KINDS = ("changed", "added", "removed", "type")
@@ -383,20 +383,9 @@ def _compare_pair(key_a: str, key_b: str, a: Any, b: Any, strict: bool) -> Diffe
         return None if key_a == key_b else Difference(display, a, b, "changed", key_a, key_b, level="none")
     if values_equal(a, b, strict_types=strict):
         return None if key_a == key_b else Difference(display, a, b, "changed", key_a, key_b, level="none")
-    classes = {_type_class(a), _type_class(b)} - {"any"}  # null -> 0.1 is a change of value
+    classes = {type_word(a), type_word(b)} - {"null"}  # null -> 0.1 is a change of value
     type_change = values_equal(a, b) or len(classes) > 1
     return Difference(display, a, b, "type" if type_change else "changed", key_a, key_b)
-
-
-def _type_class(value: Any) -> str:
-    """Coarse type, so that 3 -> 3.5 is a change and 3 -> 'three' a type change (null is a value)."""
-    if value is None:
-        return "any"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    return type(value).__name__
 
 
 def _score(d: Difference, rules: Rules) -> None:

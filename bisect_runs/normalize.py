@@ -133,6 +133,14 @@ def _loose_equal(a: Any, b: Any) -> bool:
     return type(a) is type(b) and bool(a == b)
 
 
+def type_word(value: Any) -> str:
+    """A user's word for a value's type: null, boolean, number, string, list, or the type's name."""
+    if value is None:
+        return "null"
+    words = ((bool, "boolean"), ((int, float), "number"), (str, "string"), (list, "list"))
+    return next((word for kind, word in words if isinstance(value, kind)), type(value).__name__)
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

@@ -17,12 +17,16 @@ from click.testing import CliRunner
 from markdown_it import MarkdownIt
 
 from bisect_runs.cli import cli
-from bisect_runs.report import build_report, factors_at_b, write_report
-from bisect_runs.report.content import Unit, changes_text, explained, metric_unit, share_at_95
+from bisect_runs.report import build_report, write_report
 from bisect_runs.report.environment import collect_environment, git_state
+from bisect_runs.report.estimates import explained, share_at_95
+from bisect_runs.report.figures import factors_at_b
+from bisect_runs.report.units import Unit, metric_unit
+from bisect_runs.report.verdict import changes_text
 
-FIXTURE = Path(__file__).parent / "fixtures" / "report" / "search"
-GOLDEN = Path(__file__).parent / "golden" / "report_search.md"
+FIXTURE = Path(__file__).parent / "fixtures" / "report" / "search"  # hand-made: masking, crashes, a named group
+RECORDED = Path(__file__).parent / "fixtures" / "report" / "recorded"  # a real search: record_search.py
+GOLDEN = Path(__file__).parent / "golden" / "report_recorded_search.md"
 ENV = {
     "date": "2024-06-10T09:00:00+00:00",
     "host": "gpu-node-3",
@@ -59,7 +63,12 @@ def png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
-def test_report_matches_golden(search_dir: Path) -> None:
+def test_report_matches_golden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page of a real recorded search (journal with its `search` event, summary.json as the search wrote it)."""
+    shutil.copytree(RECORDED, tmp_path / "bisect-out")
+    monkeypatch.chdir(tmp_path)
+    first = json.loads((tmp_path / "bisect-out" / "journal.jsonl").read_text().splitlines()[0])
+    assert first["event"] == "search" and first["invocation"]  # the current journal, not a legacy one
     path = write_report("bisect-out", environment=ENV)
     text = path.read_text(encoding="utf-8")
     if os.environ.get("UPDATE_GOLDEN"):
@@ -67,8 +76,9 @@ def test_report_matches_golden(search_dir: Path) -> None:
         GOLDEN.write_text(text, encoding="utf-8")
     expected = GOLDEN.read_text(encoding="utf-8")
     assert text == expected, (
-        "report.md differs from tests/golden/report_search.md; if the change is intended, "
-        "regenerate it with: UPDATE_GOLDEN=1 pytest tests/test_report.py"
+        f"report.md differs from {GOLDEN.relative_to(Path(__file__).parent.parent)}; if the change is intended, "
+        "regenerate it with: UPDATE_GOLDEN=1 pytest tests/test_report.py -k golden "
+        "(and after a change of what a search records: python tests/fixtures/report/record_search.py first)"
     )
 
 
@@ -392,7 +402,7 @@ def test_an_effect_the_decision_did_not_find_significant_is_not_called_harmful(s
 
 
 def test_a_factor_has_one_name_in_table_prose_and_figures(search_dir: Path) -> None:
-    from bisect_runs.report import factor_label
+    from bisect_runs.report.rows import factor_label
 
     content = build_report("bisect-out", environment=ENV, figures=False)
     rows = {r["factor"]: r for r in content["differences"]}

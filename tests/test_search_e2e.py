@@ -352,3 +352,110 @@ def test_launch_json_holds_the_whole_environment_the_trainer_got(tmp_path: Path,
         assert env["BISECT_RUNS_SEED"] and env["BISECT_RUNS_RUN_DIR"] == launch["run_dir"]
         assert env["LAB_NOTE"] == "kept" and env["LAB_API_KEY"] == "<withheld>"
     assert "s3cret" not in "".join(p.read_text() for p in (root / "out").rglob("launch.json"))
+
+
+def test_a_culprit_set_of_keys_scaled_together_says_what_each_member_does(tmp_path: Path) -> None:
+    good = {"learning_rate": 3e-3, "min_lr": 3e-4, "dropout": 0.1, "batch_size": 64, "use_ln": False}
+    bad = {"learning_rate": 1e-4, "min_lr": 1e-5, "dropout": 0.2, "batch_size": 128, "use_ln": True}
+    fake = {"metric": "loss", "value": "1.0 + (learning_rate < 1e-3)", "noise": 0.1}
+    for name, values in (("good", good), ("bad", bad)):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({"fake": fake, **values}))
+    (tmp_path / "bisect.yaml").write_text(yaml.safe_dump(
+        {"good": "good.yaml", "bad": "bad.yaml", "command": COMMAND, "metric": "loss", "mode": "min",
+         "steps": 10, "parallel": 2, "out": "out"}))  # fmt: skip
+    code, summary, output = run_search(tmp_path)
+    assert code == 0, output
+    assert summary["culprits"] == [["learning_rate", "min_lr"]]  # one factor: both 30x lower
+    [entry] = summary["details"]["members"]
+    shares = {m["key"]: m for m in entry["members"]}
+    assert entry["factor"] == "learning_rate+min_lr" and sorted(shares) == ["learning_rate", "min_lr"]
+    assert shares["learning_rate"]["repair"]["value"] > 0.7 and shares["learning_rate"]["reproduce"]["value"] > 0.7
+    assert abs(shares["min_lr"]["repair"]["value"]) < 0.3 and abs(shares["min_lr"]["reproduce"]["value"]) < 0.3
+    assert "Of learning_rate+min_lr, learning_rate alone repairs" in summary["verdict"]
+    assert "learning_rate alone repairs" in (tmp_path / "out" / "report.md").read_text()
+    labels = {e["trial"]["label"] for e in read_journal(tmp_path / "out") if "trial" in e}
+    assert {"A + {min_lr}", "B - {min_lr}", "A + {learning_rate}", "B - {learning_rate}"} <= labels
+
+
+# -- the promised flags, each through the CLI with the real trainer --------------------------
+
+
+def _outcomes(root: Path) -> list[dict[str, Any]]:
+    return [e["outcome"] for e in read_journal(root / "out") if "outcome" in e]
+
+
+def test_timeout_kills_a_hanging_trial_and_counts_it_as_the_worst_outcome(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0", "noise": 0.05, "sleep": "60 * use_ln"})
+    started = time.monotonic()
+    code, summary, output = run_search(root, "--timeout", "1")
+    assert code == 0, output
+    assert summary["culprits"] == [["use_ln"]]  # only the trials with LayerNorm hang
+    timed_out = [o for o in _outcomes(root) if o["status"] == "timeout"]
+    assert timed_out and all(o["wall_s"] < 10 for o in timed_out)
+    assert time.monotonic() - started < 60
+
+
+def test_retries_zero_judges_a_flaky_crash_at_once(tmp_path: Path) -> None:
+    marker = tmp_path / "crashed-once"
+    root = project(tmp_path, {"value": "1.0 + (lr < 0.01)", "noise": 0.1, "crash": "use_ln", "crash_once": str(marker)})
+    code, summary, output = run_search(root, "--retries", "0", "--max-runs", "2")  # A and B at seed 0
+    assert marker.exists()
+    outcomes = _outcomes(root)
+    assert [o["status"] for o in outcomes].count("crashed") == 1  # the one crash, not retried
+    assert "retrying" not in output
+    (tmp_path / "retried").mkdir()
+    root_retried = project(tmp_path / "retried", {"value": "1.0 + (lr < 0.01)", "noise": 0.1, "crash": "use_ln",
+                                                  "crash_once": str(tmp_path / "retried" / "once")})  # fmt: skip
+    run_search(root_retried, "--max-runs", "2")
+    assert all(o["status"] == "ok" for o in _outcomes(root_retried))  # the default retries it once
+
+
+def test_max_hours_stops_the_search_with_a_partial_answer(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0 + 0.5 * (lr < 0.01) + 0.5 * use_ln", "noise": 0.2, "sleep": 0.3})
+    code, summary, output = run_search(root, "--max-hours", "0.0001")  # 0.36 s: spent by the first round
+    assert code == 1, output
+    assert summary["complete"] is False
+    assert summary["rounds"] == 1 and summary["runs"] == len(_outcomes(root))
+
+
+def test_verbose_prints_every_trial_as_it_starts(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0 + (lr < 0.01)", "noise": 0.1})
+    _, _, normal = run_search(root, "--max-runs", "4")
+    shutil.rmtree(root / "out")
+    _, _, verbose = run_search(root, "--max-runs", "4", "--verbose")
+    assert "started (job" not in normal
+    starts = [line for line in verbose.splitlines() if line.endswith(")") and ": started (job " in line]
+    assert len(starts) == 4 and any(" A seed=0: started" in line for line in starts)
+
+
+def test_failure_value_is_what_a_diverged_trial_counts_as(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0", "noise": 0.05, "diverge": "use_ln"})
+    code, summary, output = run_search(root, "--failure-value", "5.0")
+    assert code == 0, output
+    assert summary["culprits"] == [["use_ln"]]
+    assert summary["details"]["failure_loss"] == 5.0
+    effect = next(e for e in summary["effects"] if e["keys"] == ["use_ln"])
+    assert 3.5 < effect["effect"] < 4.5  # diverged B at 5.0 against A's 1.0
+
+
+def test_gpus_per_trial_gives_each_trial_its_own_devices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four GPUs as CUDA_VISIBLE_DEVICES names them (no GPU needed): two trials at once, two devices each."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    root = project(tmp_path, {"value": "1.0 + (lr < 0.01)", "noise": 0.1}, parallel="auto")
+    code, summary, output = run_search(root, "--gpus-per-trial", "2", "--max-runs", "4")
+    seen = []
+    for trainer_json in (root / "out" / "trials").glob("*/run/trainer.json"):
+        env = json.loads(trainer_json.read_text())["env"]
+        seen.append(env["CUDA_VISIBLE_DEVICES"])
+    assert seen and all(devices in ("0,1", "2,3") for devices in seen), seen
+    launches = [json.loads(p.read_text()) for p in (root / "out" / "trials").glob("*/launch.json")]
+    assert {launch["gpus"] for launch in launches} == {2}
+
+
+def test_min_effect_ignores_a_regression_smaller_than_asked(tmp_path: Path) -> None:
+    root = project(tmp_path, {"value": "1.0 + 0.05 * (lr < 0.01)", "noise": 0.005})
+    code, summary, output = run_search(root)
+    assert code == 0 and summary["culprits"] == [["lr"]], output  # a clear 0.05 regression
+    shutil.rmtree(root / "out")
+    code, summary, output = run_search(root, "--min-effect", "0.2")
+    assert code == 1 and summary["reproduced"] is False, output  # but smaller than worth reporting

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from bisect_runs.simulation import Scenario, make_scenario
 from bisect_runs.strategies import drive, make_strategy
-from bisect_runs.strategies.base import Decision, SearchContext
+from bisect_runs.strategies.base import Decision, Observation, Request, SearchContext
 
 N = 12
 
@@ -202,3 +204,38 @@ def test_details_are_strict_json() -> None:
         decision, *_ = solve(scenario(kind, 30.0, 2))
         json.dumps(decision.details, allow_nan=False)
         assert {"classification", "divergence_rates", "rounds", "noise_sd", "d"} <= set(decision.details)
+
+
+def test_a_single_culprit_beside_an_and_pair_is_called_mixed() -> None:
+    """0.4 of the regression from key0 alone, 0.6 only from key1 and key2 together: two culprit sets."""
+    n = 6
+    for key in (1, 2, 3):
+        sc = Scenario(n, np.zeros(n), 1.0 / 30.0, interactions={(1, 2): 0.6}, key=key, truth=[[0], [1, 2]])
+        sc.main[0] = 0.4
+        sc.priors = [1.0] * n
+        decision, *_ = solve(sc)
+        assert sc.correct(decision.reproduced, decision.culprits), (key, decision.verdict)
+        assert decision.details["classification"] == "mixed"
+        assert "{key0} and {key1, key2} each cause part of the regression (a set of several acts only together)" in decision.verdict
+
+
+def test_a_first_look_that_nothing_explains_is_replicated_on_fresh_seeds() -> None:
+    """B is worse only on the calibration's first seeds (a false alarm): the fresh replication says so."""
+    sc = scenario("null", 8.0, 3)
+    b = frozenset(range(sc.n))
+    lucky = set(range(4))  # the seeds of the first look
+
+    def evaluate(requests: list[Request]) -> list[Observation]:
+        out = sc.evaluate(requests)
+        return [replace(o, value=o.value + 1.0) if o.point == b and o.seed in lucky else o for o in out]
+
+    ctx = context(sc, seeds=4)
+    decision, _, _ = drive(make_strategy("auto", ctx), evaluate, ctx)
+    assert decision.reproduced is False and decision.culprits == []
+    assert decision.verdict.startswith("The regression did not reproduce at this budget: B looked worse at first")
+    replication = decision.details["replication"]
+    assert replication["ci_low"] <= 0.0 <= replication["ci_high"] < 1.0  # the first look's +1 is not in the fresh runs
+    phases = [entry["phase"] for entry in decision.details["rounds"]]
+    assert "replicate" in phases and phases.index("replicate") > phases.index("calibrate")
+    fresh = {s for e in decision.details["rounds"] if e["phase"] == "replicate" for s in e["seeds"]}
+    assert fresh and not fresh & lucky

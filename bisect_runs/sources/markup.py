@@ -9,6 +9,7 @@ from typing import Any
 
 from yaml.nodes import Node
 
+from bisect_runs.normalize import type_word
 from bisect_runs.sources.loaded import SourceProblem
 from bisect_runs.sources.yaml_safe import load_yaml_text
 
@@ -23,21 +24,8 @@ def require_mapping(data: Any) -> dict[str, Any]:
     if data is None:
         raise SourceProblem("empty config (no keys)")
     if not isinstance(data, dict):
-        raise SourceProblem(f"top level is a {_kind(data)}, expected a mapping of keys")
+        raise SourceProblem(f"top level is a {type_word(data)}, expected a mapping of keys")
     return data
-
-
-def _kind(data: Any) -> str:
-    """A user's word for a value's type."""
-    if isinstance(data, list):
-        return "list"
-    if isinstance(data, str):
-        return "string"
-    if isinstance(data, bool):
-        return "boolean"
-    if isinstance(data, (int, float)):
-        return "number"
-    return type(data).__name__
 
 
 def parse_yaml(text: str) -> tuple[dict[str, Any], Node | None]:

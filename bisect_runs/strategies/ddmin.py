@@ -49,17 +49,13 @@ def ddmin(ctx: SearchContext) -> Strategy:
     complete = True
     while len(failing - passing) > 1:
         parts = split([i for i in order if i in failing - passing], granularity)
-        grown = [passing | p for p in parts]
+        grown, shrunk = [passing | p for p in parts], [failing - p for p in parts]
         found = yield from run_tests(ev, grown, seeds, log)
-        if found is None:
-            complete = False
-            break
-        if FAIL in found:
+        if found is not None and FAIL in found:
             failing, granularity = grown[found.index(FAIL)], 2
             continue
-        shrunk = [failing - p for p in parts]
-        lost = yield from run_tests(ev, shrunk, seeds, log)
-        if lost is None:
+        lost = None if found is None else (yield from run_tests(ev, shrunk, seeds, log))
+        if found is None or lost is None:  # out of budget
             complete = False
             break
         if PASS in lost:

@@ -14,7 +14,7 @@ the behaviour; every other key is "model config" that the metric expression may 
     fake.log_every: 10         steps between logged records (default steps // 5)
     fake.sources: [jsonl]      any of jsonl, stdout, csv, tensorboard
     fake.extras: {steps_per_sec: 50.0}   more values logged in every record
-    fake.sleep: 0.5            seconds to spend, spread over the records
+    fake.sleep: 0.5            seconds to spend, spread over the records (a number or an expression)
     fake.crash: false          bool or expression: exit with fake.exit_code (default 1) at fake.crash_at
     fake.crash_at: 0.5         fraction of the steps after which it crashes or diverges
     fake.crash_once: PATH      crash only if PATH does not exist yet (creates it): a flaky crash
@@ -88,7 +88,7 @@ def _train(cfg: dict[str, Any], fake: dict[str, Any], run_dir: Path, steps: int,
     diverge = bool(_eval(fake.get("diverge", False), cfg))
     nan_key = str(fake.get("nan_key", name))
     logger = _Logger(run_dir, list(fake.get("sources", ["jsonl"])))
-    pause = float(fake.get("sleep", 0.0)) / max(1, steps // every)
+    pause = float(_eval(fake.get("sleep", 0.0), cfg)) / max(1, steps // every)
     try:
         for step in range(every, steps + 1, every):
             time.sleep(pause)
