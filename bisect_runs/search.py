@@ -253,7 +253,7 @@ class Search:
         searched = self.factors
         held = [f for f in self.diff.factors if f not in searched]
         self.factors, self.held_searched = list(self.diff.factors), True
-        wide = self.context(ctx.parallel)
+        wide = self.context(2 * ctx.parallel)  # B's runs at these seeds are journaled: new A runs fill every slot
         wide.runs_used = ctx.runs_used
         control = cast(Calibration, self.drive(cast(Strategy, _calibration_only(Evidence(wide))), runner, wide))
         names = ", ".join(f.name for f in held)
