@@ -47,3 +47,12 @@ def finite(value: Any) -> Any:
 def write_json(path: Path, data: Any, default: Callable[[Any], Any] = str) -> Path:
     """Write `data` as indented strict JSON (NaN and infinities as null), atomically."""
     return write_atomic(path, json.dumps(finite(data), indent=2, allow_nan=False, default=default) + "\n")
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object this module wrote, read back; {} when the file is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

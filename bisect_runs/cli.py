@@ -17,7 +17,9 @@ import click
 
 from bisect_runs.errors import BisectError
 from bisect_runs.escaping import terminal
-from bisect_runs.options import comparing_options, trainer_options
+from bisect_runs.executors import EXECUTORS
+from bisect_runs.options import comparing_options, measuring_options, trainer_options
+from bisect_runs.strategies import STRATEGIES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -123,14 +125,12 @@ def diff_command(ctx: click.Context, a: str | None, b: str | None, fmt: str, sho
 @click.option("--format-good", help="Force the good config's format.")
 @click.option("--format-bad", help="Force the bad config's format.")
 @click.option("--command", help="Trainer command template ({python} {config} {run_dir} {steps} {seed} {overrides} {args}).")
-@click.option("--metric", help="Metric to compare, e.g. val_loss.")
-@click.option("--mode", type=click.Choice(["min", "max"]), help="Whether lower (min) or higher (max) is better.")
-@click.option("--steps", type=int, help="Step budget of every trial.")
+@measuring_options
 @click.option("--seeds", type=int, help="Seeds per arm for oat/ddmin and the first calibration round.")
 @click.option("--parallel", help="Trials at once: a number or 'auto' (one per GPU slot, else one per CPU core).")
 @click.option("--gpus-per-trial", type=int, help="GPUs each trial holds.")
-@click.option("--strategy", type=click.Choice(["auto", "screen", "oat", "ddmin", "bayes"]), help="How to search.")
-@click.option("--executor", type=click.Choice(["local", "slurm", "ray"]), help="Where trials run.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), help="How to search.")
+@click.option("--executor", type=click.Choice(list(EXECUTORS)), help="Where trials run.")
 @click.option("--timeout", type=float, help="Seconds before a trial is killed (timeout outcome).")
 @click.option("--out", help="Output directory (journal, trials, summary, report).")
 @click.option("--resume", is_flag=True, default=None, help="Replay the journal; run only what is missing.")
@@ -211,7 +211,8 @@ def compare_command(run_a: str, run_b: str, modes: tuple[str, ...], window: str 
     from pathlib import Path
 
     from bisect_runs.atomic import write_atomic
-    from bisect_runs.compare import compare_runs, parse_modes, parse_window, plot_comparison, render
+    from bisect_runs.compare import compare_runs, parse_window, plot_comparison, render
+    from bisect_runs.metric_direction import parse_modes
     from bisect_runs.runs import read_run
 
     steps = parse_window(window)
@@ -271,9 +272,7 @@ class _JudgeCommand(click.Command):
 @click.option("--repo", type=click.Path(file_okay=False), help="The checkout to judge (default: here).")
 @click.option("--config", help="The config every commit runs.")
 @click.option("--command", help="Trainer command template ({config} {run_dir} {steps} {seed}).")
-@click.option("--metric", help="Metric to compare, e.g. val_loss.")
-@click.option("--mode", type=click.Choice(["min", "max"]), help="Whether lower (min) or higher (max) is better.")
-@click.option("--steps", type=int, help="Step budget of every trial.")
+@measuring_options
 @click.option("--seeds", type=int, help="Seeds per batch (at most four times as many in all).")
 @click.option("--parallel", help="Trials at once: a number or 'auto'.")
 @click.option("--timeout", type=float, help="Seconds before a trial is killed.")

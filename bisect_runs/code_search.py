@@ -24,7 +24,7 @@ from bisect_runs.journal import disk_space
 from bisect_runs.judge import JUDGE_BAD, JUDGE_GOOD, JUDGE_SKIP, Judge, JudgeResult, judge_checkout
 from bisect_runs.progress import Progress
 from bisect_runs.project import Settings
-from bisect_runs.search import SearchResult, require
+from bisect_runs.search_settings import require
 from bisect_runs.strategies.commits import (
     BAD,
     GOOD,
@@ -43,6 +43,7 @@ from bisect_runs.strategies.commits import (
     point_at,
     position_of,
 )
+from bisect_runs.summary import SearchResult
 
 
 def run_code_search(settings: Settings, progress: Progress | None = None) -> SearchResult:

@@ -11,7 +11,7 @@ from bisect_runs.progress import Progress
 from bisect_runs.project import Settings
 from bisect_runs.report import write_report
 from bisect_runs.revisions import WORKTREE_DIR, Worktrees, open_repo, resolve
-from bisect_runs.search import SearchResult, write_summary
+from bisect_runs.summary import SearchResult, write_summary
 
 CONFIG_PART, CODE_PART = "config-at-bad", "code"
 

@@ -22,20 +22,13 @@ from bisect_runs.revisions import (
     open_repo,
     resolve,
 )
-from bisect_runs.search import (
-    SearchResult,
-    config_spec,
-    effect_json,
-    executor_options,
-    require,
-    runner_options,
-    write_summary,
-)
+from bisect_runs.search_settings import config_spec, executor_options, require, runner_options
 from bisect_runs.sources import load_config
 from bisect_runs.strategies import drive
 from bisect_runs.strategies.base import Decision, Effect, Observation, Request, SearchContext
 from bisect_runs.strategies.commits import BisectOptions, bisect_commits
 from bisect_runs.strategies.rounds import budget_exhausted
+from bisect_runs.summary import SearchResult, effect_json, write_summary
 from bisect_runs.trials import check_command
 
 COMMIT_KEY = "commit:"  # culprits and effect keys name commits as "commit:<sha>"

@@ -7,6 +7,7 @@ ranked by their most impactful member. See docs/diff.md.
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from bisect_runs.normalize import value_text, values_equal
 
 if TYPE_CHECKING:
     from bisect_runs.diff import Difference
+
+SCALED = ("scale", "auto")  # rules whose numbers are judged by their ratio
+RATIO_TOLERANCE = 0.01  # |log ratio| apart: 30x and 29.8x are one change; 30x and 25x are not
 
 
 @dataclass
@@ -40,7 +44,7 @@ class Factor:
 
 
 def build_factors(differences: list[Difference], groups: dict[str, list[str]], rules: Rules, order: dict[str, int]) -> list[Factor]:
-    """Named groups first, then families of keys that change identically, then single keys."""
+    """Named groups first, then families of keys that change alike (identically, or by one ratio), then single keys."""
     taken: set[int] = set()
     members: list[tuple[str, list[Difference]]] = []
     for name, patterns in groups.items():
@@ -49,7 +53,7 @@ def build_factors(differences: list[Difference], groups: dict[str, list[str]], r
             taken.update(id(d) for d in chosen)
             members.append((name, chosen))
     rest = [d for d in differences if id(d) not in taken]
-    for family in _families(rest, rules):
+    for family in _same_ratio(_families(rest, rules), rules):
         family.sort(key=lambda d: order.get(d.flat_key, 0))
         members.append(("+".join(d.key for d in family), family))
     factors = [_make_factor(name, ds, rules) for name, ds in members]
@@ -82,6 +86,38 @@ def _families(differences: list[Difference], rules: Rules) -> list[list[Differen
     for bucket in buckets.values():
         families.extend(_word_components(bucket))
     return families
+
+
+def _same_ratio(families: list[list[Difference]], rules: Rules) -> list[list[Difference]]:
+    """Join families of keys under one scale rule whose numbers all changed by the same ratio
+    (`learning_rate` 3e-3 -> 1e-4 with `min_lr` 3e-4 -> 1e-5): one decision scaled them together."""
+    joined: list[list[Difference]] = []
+    by_rule: dict[int, list[tuple[float, list[Difference]]]] = defaultdict(list)
+    for family in families:
+        ratio = _log_ratio(family[0], rules)
+        if ratio is None or any(_log_ratio(d, rules) != ratio for d in family[1:]):
+            joined.append(family)
+            continue
+        bucket = by_rule[rules.index_for(family[0].flat_key)]
+        match = next((entry for entry in bucket if abs(entry[0] - ratio) <= RATIO_TOLERANCE), None)
+        if match is None:
+            bucket.append((ratio, family))
+            joined.append(family)
+        else:
+            match[1].extend(family)  # the list is already in `joined`
+    return joined
+
+
+def _log_ratio(d: Difference, rules: Rules) -> float | None:
+    """log(B / A) of a number under a scale rule changed on both sides, else None."""
+    if d.kind != "changed" or rules.index_for(d.flat_key) < 0 or rules.rule_for(d.flat_key).kind_of_value not in SCALED:
+        return None
+    a, b = d.a, d.b
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (a, b)):
+        return None
+    if a == 0 or b == 0 or (a > 0) != (b > 0):
+        return None
+    return round(math.log(b / a), 6)
 
 
 def _word_components(bucket: list[Difference]) -> list[list[Difference]]:

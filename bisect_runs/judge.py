@@ -15,7 +15,7 @@ from bisect_runs.progress import Progress
 from bisect_runs.project import Settings
 from bisect_runs.revisions import WORKTREE_DIR, Worktrees, head_sha, open_repo, resolve
 from bisect_runs.runner import TrialRunner
-from bisect_runs.search import config_spec, executor_options, require, runner_options
+from bisect_runs.search_settings import config_spec, executor_options, require, runner_options
 from bisect_runs.sources import load_config
 from bisect_runs.strategies.base import Request, SearchContext
 from bisect_runs.strategies.commits import (

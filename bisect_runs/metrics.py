@@ -361,11 +361,7 @@ def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested dicts become `outer/inner` keys, as metric loggers name them."""
     flat: dict[str, Any] = {}
     for key, value in record.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, name + "/"))
-        else:
-            flat[name] = value
+        flat.update(_flatten(value, f"{prefix}{key}/") if isinstance(value, dict) else {f"{prefix}{key}": value})
     return flat
 
 

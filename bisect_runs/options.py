@@ -1,4 +1,4 @@
-"""Command-line options shared by `diff` and `search`: each is also a bisect.yaml key of the same name.
+"""Command-line options shared by `diff`, `search` and `judge`: each is also a bisect.yaml key of the same name.
 
 The flag `--steps-key` is the key `steps_key`; docs/settings.md lists every key with an example.
 """
@@ -9,6 +9,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+
+from bisect_runs.metrics import SOURCES as METRIC_SOURCES
+from bisect_runs.project import MODES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,12 +26,18 @@ _COMPARING = [  # how two configs are compared: diff and search rank alike
     click.option("--no-project", is_flag=True, help="Ignore ./bisect.yaml."),
 ]
 
+_MEASURING = [  # what a trial measures and for how long: search and judge
+    click.option("--metric", help="Metric to compare, e.g. val_loss."),
+    click.option("--mode", type=click.Choice(MODES), help="Whether lower (min) or higher (max) is better."),
+    click.option("--steps", type=int, help="Step budget of every trial."),
+]
+
 _TRAINER = [  # how a trial is run and read: search only
     click.option("--override-style", help="How {overrides} and {args} are written: hydra | equals | space, then python, leaf, flags, store_true."),
     click.option("--steps-key", help="Config key the step budget is written to (e.g. max_iters)."),
     click.option("--seed-key", help="Config key the seed is written to."),
     click.option("--seed-base", type=int, help="First seed of the search (default 0)."),
-    click.option("--metric-source", type=click.Choice(["jsonl", "regex", "csv", "tensorboard"]), help="Where metrics are read from."),
+    click.option("--metric-source", type=click.Choice(METRIC_SOURCES), help="Where metrics are read from."),
     click.option("--metric-pattern", metavar="REGEX", help="regex source: one group capturing the value in stdout."),
     click.option("--metric-file", metavar="PATH", help="csv source: the file, relative to the run directory."),
     click.option("--reduce", metavar="last|min|max|mean_last:K", help="How a run's history becomes one value."),
@@ -45,5 +54,12 @@ def comparing_options(f: F) -> F:
 def trainer_options(f: F) -> F:
     """The options that say how a trainer is driven and read (search)."""
     for option in reversed(_TRAINER):
+        f = option(f)
+    return f
+
+
+def measuring_options(f: F) -> F:
+    """The metric, its direction and the step budget (search and judge)."""
+    for option in reversed(_MEASURING):
         f = option(f)
     return f

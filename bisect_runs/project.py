@@ -7,6 +7,7 @@ reported in one `SettingsError` that lists the valid names.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,16 +15,16 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from bisect_runs.errors import SettingsError
+from bisect_runs.executors import EXECUTORS
+from bisect_runs.metrics import SOURCES as METRIC_SOURCES
 from bisect_runs.overrides import parse_style
+from bisect_runs.strategies import STRATEGIES
 
 if TYPE_CHECKING:
     from bisect_runs.diff import DiffOptions
 
 PROJECT_FILE = "bisect.yaml"
-STRATEGIES = ("auto", "screen", "oat", "ddmin", "bayes")
-EXECUTORS = ("local", "slurm", "ray")
 MODES = ("min", "max")
-METRIC_SOURCES = ("jsonl", "regex", "csv", "tensorboard", "wandb")
 
 
 @dataclass
@@ -217,7 +218,8 @@ def _validate(s: Settings, source: str, flagged: frozenset[str] = frozenset()) -
     """Every problem at once, each named as the user wrote it: `--steps` for a flag, else the file's key."""
     problems: list[tuple[str, str]] = []
 
-    def choice(name: str, valid: tuple[str, ...]) -> None:
+    def choice(name: str, valid: Iterable[str]) -> None:
+        valid = tuple(valid)
         if getattr(s, name) not in valid:
             problems.append((name, f"must be one of {', '.join(valid)} (got {getattr(s, name)!r})"))
 

@@ -8,34 +8,37 @@ observations. The decision is mapped back from factor indices to config keys.
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 import time
 from collections import Counter
 from collections.abc import Generator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
-from bisect_runs.atomic import write_json
+from bisect_runs import members
 from bisect_runs.crashes import attempt_counts
-from bisect_runs.diff import DiffOptions, Factor, diff_configs
-from bisect_runs.errors import RunError, SettingsError
+from bisect_runs.diff import Factor, diff_configs
+from bisect_runs.errors import RunError
 from bisect_runs.executors import get_executor
 from bisect_runs.journal import JOURNAL_FILE, Journal, disk_space, set_aside
-from bisect_runs.metrics import MetricSpec
-from bisect_runs.overrides import check_key, parse_style
 from bisect_runs.progress import Progress, expected_runs, explanation_so_far
 from bisect_runs.project import Settings, load_project, make_settings
 from bisect_runs.report import FIGURES_DIR, REPORT_FILES, write_report
 from bisect_runs.runner import TrialRunner
+from bisect_runs.search_settings import (
+    check_override_keys,
+    config_spec,
+    executor_options,
+    require,
+    runner_options,
+)
 from bisect_runs.sources import load_config
 from bisect_runs.strategies import drive, make_strategy
 from bisect_runs.strategies.base import (
     INFRA,
     Decision,
-    Effect,
     Observation,
     Point,
     Request,
@@ -45,54 +48,10 @@ from bisect_runs.strategies.base import (
 from bisect_runs.strategies.calibration import AS_GIVEN, Calibration, calibrate
 from bisect_runs.strategies.evidence import Evidence
 from bisect_runs.strategies.seeding import SeedCheck, check_seeds
+from bisect_runs.summary import SUMMARY_FILE, SearchResult, effect_json, jsonable, write_summary
 from bisect_runs.trackers import Tracking
-from bisect_runs.trials import (
-    OK,
-    Outcome,
-    Trial,
-    check_command,
-    make_trial,
-    trial_paths,
-    uses_placeholder,
-)
+from bisect_runs.trials import OK, Outcome, Trial, check_command, make_trial, trial_paths
 from bisect_runs.variants import ABSENT, apply_changes, write_data, write_variant
-
-SUMMARY_FILE = "summary.json"
-
-
-@dataclass
-class SearchResult:
-    """What a search found; `summary.json` is its JSON form."""
-
-    good: str
-    bad: str
-    metric: str
-    mode: str
-    steps: int
-    strategy: str
-    reproduced: bool
-    differences: list[dict[str, Any]]
-    factors: list[dict[str, Any]]
-    culprits: list[list[str]]
-    effects: list[dict[str, Any]]
-    runs: int
-    rounds: int
-    verdict: str
-    regression: dict[str, Any] | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    complete: bool = True  # False when a budget ran out or the search was interrupted
-    seeds: dict[str, Any] | None = None  # whether the trainer used the seed (strategies.seeding.SeedCheck)
-
-    @property
-    def exit_code(self) -> int:
-        """0 culprit(s) found, 1 regression not reproduced or not localized.
-
-        A best answer from a search that ran out of budget is not a finding: exit 1.
-        """
-        return 0 if self.reproduced and self.culprits and self.complete else 1
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def search(settings: Settings | None = None, /, **flags: Any) -> SearchResult:
@@ -119,7 +78,7 @@ class Search:
         require(settings)
         self.good = load_config(config_spec(settings, settings.good), settings.format_good)
         self.bad = load_config(config_spec(settings, settings.bad), settings.format_bad)
-        self.diff = diff_configs(self.good, self.bad, diff_options(settings))
+        self.diff = diff_configs(self.good, self.bad, settings.diff_options())
         self.factors: list[Factor] = [  # hidden differences only with --include-all or a group naming them
             f for f in self.diff.factors if settings.include_all or f.level != "none" or f.name in settings.groups
         ]
@@ -250,6 +209,8 @@ class Search:
             if complete and len(self.factors) < len(self.diff.factors):
                 decision = self.with_control(decision, runner, ctx)
                 complete = not ctx.out_of_time and bool(decision.details.get("complete", True))
+            if complete and decision.reproduced:
+                decision = self.with_members(decision, runner, ctx)
             result = self.finish(decision, runner, complete=complete)
             self.tracking.close(result.verdict, result.reproduced)
             return result
@@ -314,6 +275,27 @@ class Search:
         why = (f"The good config as given beats B, but A with the {len(held)} difference(s) judged to have no effect held at B's values ({names}) "
                "did not, so those were searched too.")
         return replace(second, verdict=f"{why} {second.verdict}")
+
+    def with_members(self, decision: Decision, runner: TrialRunner, ctx: SearchContext) -> Decision:
+        """Run each member of a culprit set of keys alone (A + key, B - key) and say what each does."""
+        entries = []
+        for index in reversed(members.splittable(decision, self.factors)):  # from the back: indices stay valid
+            searched = self.factors
+            parts = members.split(searched, index)
+            seeds = members.ab_seeds(self.observations, len(searched))
+            budget = None if ctx.max_runs is None else ctx.max_runs - ctx.runs_used
+            if not seeds or (budget is not None and members.runs_needed(parts, seeds) > budget):
+                continue
+            self.factors = parts.factors
+            wide = self.context(ctx.parallel)
+            wide.runs_used = ctx.runs_used
+            try:
+                shares = self.drive(cast(Strategy, members.member_shares(Evidence(wide), parts.members, seeds)), runner, wide)
+            finally:
+                self.factors = searched
+            ctx.runs_used = wide.runs_used
+            entries.append(members.members_json(parts, cast(Any, shares), bool(self.seed_check.ignored)))
+        return members.with_members(decision, entries[::-1])
 
     def partial_report(self) -> None:
         """An interrupted search still leaves a report of what finished, marked partial."""
@@ -409,7 +391,7 @@ class Search:
             rounds=len(self.rounds),
             verdict=verdict,
             regression=None if decision.regression is None else effect_json(decision.regression, names, keys, deterministic=deterministic),
-            details={**_jsonable(decision.details), "trial_rounds": self.rounds,
+            details={**jsonable(decision.details), "trial_rounds": self.rounds,
                      **({"control": self.control} if self.control is not None else {})},
             complete=complete,
             seeds=self.seed_check.to_json(self.settings.seed_base),
@@ -466,97 +448,3 @@ def nothing_ran(trials: list[Trial], outcomes: list[Outcome], out_dir: Path) -> 
 
 def _factor_keys(factor: Factor) -> list[str]:
     return [d.key_b or d.key_a or d.key for d in factor.differences]
-
-
-def effect_json(e: Effect, names: list[str], keys: list[list[str]], whole: str | None = None,
-                deterministic: bool = False) -> dict[str, Any]:
-    """An effect as summary.json writes it; `whole` names an effect of every factor (of more than one);
-    a trainer that ignores the seed (`deterministic`) has no intervals or p-values to give."""
-    factor_keys = [k for i in e.factors for k in keys[i]]
-    covers_all = whole is not None and len(e.factors) == len(keys) > 1
-    measured = {"ci_low": None, "ci_high": None, "p_value": None, "deterministic": True} if deterministic else {}
-    return {
-        "key": ", ".join(factor_keys) if factor_keys and not covers_all else whole or "B vs A",
-        "keys": [] if covers_all else factor_keys,
-        "factors": [] if covers_all else [names[i] for i in e.factors],
-        "effect": e.effect,
-        "ci_low": e.ci_low,
-        "ci_high": e.ci_high,
-        "explained_fraction": e.explained_fraction,
-        "p_value": e.p_value,
-        "n": e.n,
-        **measured,
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    """Make strategy details JSON-safe (frozensets and tuples to lists)."""
-    return json.loads(json.dumps(value, default=lambda o: sorted(o) if isinstance(o, (set, frozenset)) else str(o)))
-
-
-def write_summary(out_dir: Path, result: SearchResult) -> Path:
-    """Write summary.json atomically."""
-    return write_json(out_dir / SUMMARY_FILE, result.to_json())
-
-
-def check_override_keys(command: tuple[str, ...], diff: Any, factors: list[Factor], s: Settings) -> None:
-    """Before any trial: every key the template writes as an override word must be safe in its style."""
-    style = parse_style(s.override_style)
-    keys: list[str] = []
-    if uses_placeholder(command, "overrides"):
-        keys = [k for f in factors for k in f.keys] + [k for k in (s.steps_key, s.seed_key) if k]
-    if uses_placeholder(command, "args"):
-        keys += [*diff.flat_b.values, *diff.flat_a.values] + [k for k in (s.steps_key, s.seed_key) if k]
-    for key in dict.fromkeys(keys):
-        check_key(key, style)
-
-
-def diff_options(s: Settings) -> DiffOptions:
-    return s.diff_options()
-
-
-def runner_options(s: Settings) -> dict[str, Any]:
-    """What a TrialRunner takes from the settings: budget, metric, limits, config keys, GPUs."""
-    return {
-        "steps": s.steps,
-        "metric": metric_spec(s),
-        "timeout_s": s.timeout,
-        "retries": s.retries,
-        "steps_key": s.steps_key,
-        "seed_key": s.seed_key,
-        "gpus_per_trial": s.gpus_per_trial,
-        "override_style": parse_style(s.override_style),
-    }
-
-
-def metric_spec(s: Settings) -> MetricSpec:
-    assert s.metric is not None
-    return MetricSpec(name=s.metric, source=s.metric_source, pattern=s.metric_pattern, path=s.metric_file, reduce=s.reduce)
-
-
-def executor_options(s: Settings) -> dict[str, Any]:
-    if s.executor == "slurm":
-        return {"folder": (s.path(s.out) or Path(s.out)) / "slurm", **s.slurm}
-    if s.executor == "ray":
-        return dict(s.ray)
-    return {"parallel": s.parallel, "gpus_per_trial": s.gpus_per_trial}
-
-
-def config_spec(s: Settings, value: str | None) -> str:
-    """A config argument as load_config takes it: REV:PATH as given, a file relative to the project."""
-    assert value is not None
-    if ":" in value and not Path(value).exists():  # REV:PATH is read from git history
-        return value
-    return str(s.path(value))
-
-
-SEARCH_NEEDS = ("good", "bad", "command", "metric", "steps")
-
-
-def require(s: Settings, names: tuple[str, ...] = SEARCH_NEEDS, task: str = "search") -> None:
-    """Raise a SettingsError naming every setting in `names` that is missing."""
-    missing = [name for name in names if getattr(s, name) in (None, "")]
-    if missing:
-        flags = ", ".join("--" + m.replace("_", "-") for m in missing)
-        raise SettingsError(f"{task} needs {flags} (as flags or in bisect.yaml)")
-

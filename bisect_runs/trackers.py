@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bisect_runs.atomic import read_json_object
 from bisect_runs.errors import SettingsError
 from bisect_runs.trials import OK, Outcome, Trial, trial_paths
 from bisect_runs.variants import ABSENT
@@ -44,7 +45,7 @@ class Tracking:
     @classmethod
     def open(cls, out_dir: Path, resume: bool, metric: str, search: dict[str, Any], params: dict[str, Any]) -> Tracking:
         """The search's tracking ids: reused from tracking.json on --resume, new otherwise."""
-        saved = _load(out_dir / TRACKING_FILE) if resume else {}
+        saved = read_json_object(out_dir / TRACKING_FILE) if resume else {}
         search_id = saved.get("search_id") or f"{out_dir.resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}"
         tracking = cls(out_dir, search_id, metric, params=params)
         if os.environ.get("MLFLOW_TRACKING_URI"):
@@ -182,9 +183,3 @@ def _param(value: Any) -> str:
     return text[:PARAM_CHARS]
 
 
-def _load(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -15,14 +15,10 @@ from click.testing import CliRunner
 from markdown_it import MarkdownIt
 
 from bisect_runs.cli import cli
-from bisect_runs.compare import (
-    compare_runs,
-    find_divergence,
-    metric_mode,
-    parse_modes,
-    parse_window,
-)
+from bisect_runs.compare import compare_runs, parse_window
+from bisect_runs.divergence import find_divergence
 from bisect_runs.errors import SettingsError
+from bisect_runs.metric_direction import metric_mode, parse_modes
 from bisect_runs.runs import detect_run, read_run
 
 NaN_TOKEN = "NaN!"  # written as a bare NaN token, as W&B does

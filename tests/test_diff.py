@@ -286,6 +286,28 @@ def test_keys_changing_differently_are_separate_factors(tmp_path: Path) -> None:
     assert sorted(f.name for f in result.factors) == ["lr_end", "lr_start"]
 
 
+def test_keys_of_one_kind_scaled_by_one_ratio_form_one_factor(tmp_path: Path) -> None:
+    a = "learning_rate: 3.0e-3\nmin_lr: 3.0e-4\nweight_decay: 0.1\nbeta2: 0.99\n"
+    b = "learning_rate: 1.0e-4\nmin_lr: 1.0e-5\nweight_decay: 0.01\nbeta2: 0.95\n"
+    result = _diff(tmp_path, a, b)
+    factors = {f.name: f for f in result.factors}
+    assert sorted(factors) == ["beta2", "learning_rate+min_lr", "weight_decay"]  # weight decay: another rule
+    assert factors["learning_rate+min_lr"].keys == ["learning_rate", "min_lr"]
+    assert factors["learning_rate+min_lr"].reason == "30x lower learning rate"
+
+
+def test_other_ratios_or_signs_stay_apart(tmp_path: Path) -> None:
+    a = "head_lr: 3.0e-3\nbody_lr: 3.0e-4\ntail_lr: 0.5\nneck_lr: -1.0\n"
+    b = "head_lr: 1.0e-4\nbody_lr: 1.2e-5\ntail_lr: 0\nneck_lr: 1.0\n"  # 30x, 25x, switched off, sign flip
+    assert sorted(f.name for f in _diff(tmp_path, a, b).factors) == ["body_lr", "head_lr", "neck_lr", "tail_lr"]
+
+
+def test_a_named_group_takes_a_key_before_its_ratio_partner(tmp_path: Path) -> None:
+    a, b = "lr: 3.0e-3\nmin_lr: 3.0e-4\n", "lr: 1.0e-4\nmin_lr: 1.0e-5\n"
+    result = _diff(tmp_path, a, b, groups={"floor": ["min_lr"]})
+    assert sorted(f.name for f in result.factors) == ["floor", "lr"]
+
+
 def test_explicit_groups_take_none_level_keys_too(tmp_path: Path) -> None:
     result = _diff(tmp_path, "a_dir: /x\nlr: 1\n", "a_dir: /y\nlr: 2\n", groups={"paths": ["*_dir"]})
     assert {f.name: f.level for f in result.factors} == {"lr": "medium", "paths": "none"}

@@ -445,7 +445,7 @@ def test_docs_worked_bisect_yaml_is_valid(tmp_path: Path, executor: str) -> None
 
     from bisect_runs.executors import executor_class
     from bisect_runs.project import load_project, make_settings
-    from bisect_runs.search import executor_options
+    from bisect_runs.search_settings import executor_options
 
     path = tmp_path / "bisect.yaml"
     path.write_text(_worked_examples()[executor], encoding="utf-8")

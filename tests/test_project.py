@@ -90,3 +90,21 @@ def test_a_bad_value_is_named_where_it_was_given(tmp_path: Path) -> None:
         make_settings(load_project(project), {})
     with pytest.raises(SettingsError, match=r"^--seeds must be a positive integer \(got 0\)$"):
         make_settings(load_project(project), {"steps": 5, "seeds": 0})
+
+
+def test_strategy_and_executor_names_come_from_the_registries() -> None:
+    """bisect.yaml's check and the CLI's choices list the registries' names, so a new one is added once."""
+    from click.testing import CliRunner
+
+    from bisect_runs.cli import cli
+    from bisect_runs.executors import EXECUTORS
+    from bisect_runs.strategies import STRATEGIES
+
+    with pytest.raises(SettingsError) as info:
+        make_settings({"strategy": "greedy", "executor": "k8s"}, {})
+    message = str(info.value)
+    assert f"strategy must be one of {', '.join(STRATEGIES)} (got 'greedy')" in message
+    assert f"executor must be one of {', '.join(EXECUTORS)} (got 'k8s')" in message
+    help_text = CliRunner().invoke(cli, ["search", "--help"], terminal_width=200).output
+    assert f"[{'|'.join(STRATEGIES)}]" in help_text
+    assert f"[{'|'.join(EXECUTORS)}]" in help_text

@@ -17,9 +17,12 @@ from click.testing import CliRunner
 from markdown_it import MarkdownIt
 
 from bisect_runs.cli import cli
-from bisect_runs.report import build_report, factors_at_b, write_report
-from bisect_runs.report.content import Unit, changes_text, explained, metric_unit, share_at_95
+from bisect_runs.report import build_report, write_report
 from bisect_runs.report.environment import collect_environment, git_state
+from bisect_runs.report.estimates import explained, share_at_95
+from bisect_runs.report.figures import factors_at_b
+from bisect_runs.report.units import Unit, metric_unit
+from bisect_runs.report.verdict import changes_text
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report" / "search"
 GOLDEN = Path(__file__).parent / "golden" / "report_search.md"
@@ -392,7 +395,7 @@ def test_an_effect_the_decision_did_not_find_significant_is_not_called_harmful(s
 
 
 def test_a_factor_has_one_name_in_table_prose_and_figures(search_dir: Path) -> None:
-    from bisect_runs.report import factor_label
+    from bisect_runs.report.rows import factor_label
 
     content = build_report("bisect-out", environment=ENV, figures=False)
     rows = {r["factor"]: r for r in content["differences"]}

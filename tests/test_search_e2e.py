@@ -352,3 +352,26 @@ def test_launch_json_holds_the_whole_environment_the_trainer_got(tmp_path: Path,
         assert env["BISECT_RUNS_SEED"] and env["BISECT_RUNS_RUN_DIR"] == launch["run_dir"]
         assert env["LAB_NOTE"] == "kept" and env["LAB_API_KEY"] == "<withheld>"
     assert "s3cret" not in "".join(p.read_text() for p in (root / "out").rglob("launch.json"))
+
+
+def test_a_culprit_set_of_keys_scaled_together_says_what_each_member_does(tmp_path: Path) -> None:
+    good = {"learning_rate": 3e-3, "min_lr": 3e-4, "dropout": 0.1, "batch_size": 64, "use_ln": False}
+    bad = {"learning_rate": 1e-4, "min_lr": 1e-5, "dropout": 0.2, "batch_size": 128, "use_ln": True}
+    fake = {"metric": "loss", "value": "1.0 + (learning_rate < 1e-3)", "noise": 0.1}
+    for name, values in (("good", good), ("bad", bad)):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({"fake": fake, **values}))
+    (tmp_path / "bisect.yaml").write_text(yaml.safe_dump(
+        {"good": "good.yaml", "bad": "bad.yaml", "command": COMMAND, "metric": "loss", "mode": "min",
+         "steps": 10, "parallel": 2, "out": "out"}))  # fmt: skip
+    code, summary, output = run_search(tmp_path)
+    assert code == 0, output
+    assert summary["culprits"] == [["learning_rate", "min_lr"]]  # one factor: both 30x lower
+    [entry] = summary["details"]["members"]
+    shares = {m["key"]: m for m in entry["members"]}
+    assert entry["factor"] == "learning_rate+min_lr" and sorted(shares) == ["learning_rate", "min_lr"]
+    assert shares["learning_rate"]["repair"]["value"] > 0.7 and shares["learning_rate"]["reproduce"]["value"] > 0.7
+    assert abs(shares["min_lr"]["repair"]["value"]) < 0.3 and abs(shares["min_lr"]["reproduce"]["value"]) < 0.3
+    assert "Of learning_rate+min_lr, learning_rate alone repairs" in summary["verdict"]
+    assert "learning_rate alone repairs" in (tmp_path / "out" / "report.md").read_text()
+    labels = {e["trial"]["label"] for e in read_journal(tmp_path / "out") if "trial" in e}
+    assert {"A + {min_lr}", "B - {min_lr}", "A + {learning_rate}", "B - {learning_rate}"} <= labels

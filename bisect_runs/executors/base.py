@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bisect_runs.errors import SettingsError
+
 
 @dataclass(frozen=True)
 class Launch:
@@ -84,3 +86,10 @@ class Executor(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_limits(backend: str, limits: Sequence[tuple[str, float | None, int]]) -> None:
+    """Every (option, value, least) whose value is below its least, in one SettingsError naming the backend."""
+    problems = [f"{name} must be >= {least}, got {value}" for name, value, least in limits if value is not None and value < least]
+    if problems:
+        raise SettingsError(f"{backend}: " + "; ".join(problems))

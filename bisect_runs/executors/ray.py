@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bisect_runs.errors import SettingsError
-from bisect_runs.executors.base import Executor, Launch, ProcessEnd
+from bisect_runs.executors.base import Executor, Launch, ProcessEnd, check_limits
 from bisect_runs.executors.job import kill_noted_group, process_end, run_launch
 
 CANCEL_GRACE_S = 10.0  # time for interrupted tasks to stop their trainers before a forced cancel
@@ -42,7 +42,8 @@ class RayExecutor(Executor):
         requeue: int = 1,
         cwd: str | Path | None = None,
     ) -> None:
-        _check_options(num_cpus_per_trial, num_gpus_per_trial, max_parallel, requeue)
+        check_limits("ray", [("num_cpus_per_trial", num_cpus_per_trial, 0), ("num_gpus_per_trial", num_gpus_per_trial, 0),
+                             ("max_parallel", max_parallel, 1), ("requeue", requeue, 0)])
         self._ray = _import_ray()
         self.num_cpus_per_trial = num_cpus_per_trial
         self.num_gpus_per_trial = num_gpus_per_trial
@@ -196,20 +197,6 @@ def _connect(ray: Any, address: str | None, num_cpus: int | None, num_gpus: int 
     else:
         ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False)
     return True
-
-
-def _check_options(cpus: float, gpus: float, max_parallel: int | None, requeue: int) -> None:
-    problems = []
-    if cpus < 0:
-        problems.append(f"num_cpus_per_trial must be >= 0, got {cpus}")
-    if gpus < 0:
-        problems.append(f"num_gpus_per_trial must be >= 0, got {gpus}")
-    if max_parallel is not None and max_parallel < 1:
-        problems.append(f"max_parallel must be >= 1, got {max_parallel}")
-    if requeue < 0:
-        problems.append(f"requeue must be >= 0, got {requeue}")
-    if problems:
-        raise SettingsError("ray: " + "; ".join(problems))
 
 
 def _task_id(ref: Any) -> str | None:

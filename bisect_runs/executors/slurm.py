@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bisect_runs.errors import SettingsError, TrialError
-from bisect_runs.executors.base import Executor, Launch, ProcessEnd
+from bisect_runs.executors.base import Executor, Launch, ProcessEnd, check_limits
 from bisect_runs.executors.job import (
     KILL_GRACE_S,
     process_end,
@@ -94,7 +94,9 @@ class SlurmExecutor(Executor):
         setup: list[str] | None = None,
         cwd: str | Path | None = None,
     ) -> None:
-        _check_options(gpus_per_trial, cpus_per_trial, max_parallel, array_parallelism, requeue)
+        check_limits("slurm", [("gpus_per_trial", gpus_per_trial, 0), ("cpus_per_trial", cpus_per_trial, 1),
+                               ("max_parallel", max_parallel, 1), ("array_parallelism", array_parallelism, 1),
+                               ("requeue", requeue, 0)])
         self.folder = Path(folder).resolve()
         self.gpus_per_trial = gpus_per_trial
         self.max_parallel = max_parallel
@@ -369,28 +371,6 @@ def _wait_gone(job_ids: list[str], timeout_s: float) -> None:
 
 
 # -- settings ---------------------------------------------------------------------------
-
-
-def _check_options(
-    gpus_per_trial: int,
-    cpus_per_trial: int,
-    max_parallel: int,
-    array_parallelism: int | None,
-    requeue: int,
-) -> None:
-    problems = []
-    if gpus_per_trial < 0:
-        problems.append(f"gpus_per_trial must be >= 0, got {gpus_per_trial}")
-    if cpus_per_trial < 1:
-        problems.append(f"cpus_per_trial must be >= 1, got {cpus_per_trial}")
-    if max_parallel < 1:
-        problems.append(f"max_parallel must be >= 1, got {max_parallel}")
-    if array_parallelism is not None and array_parallelism < 1:
-        problems.append(f"array_parallelism must be >= 1, got {array_parallelism}")
-    if requeue < 0:
-        problems.append(f"requeue must be >= 0, got {requeue}")
-    if problems:
-        raise SettingsError("slurm: " + "; ".join(problems))
 
 
 def _make_submitit(folder: Path) -> Any:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bisect_runs.escaping import markdown
-from bisect_runs.report.content import Unit, num
+from bisect_runs.report.units import Unit, num
 
 MD_SPECIALS = str.maketrans({"|": "\\|", "\n": " "})
 

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bisect_runs.atomic import read_json_object
 from bisect_runs.errors import RunError
+from bisect_runs.journal import JOURNAL_FILE
+from bisect_runs.summary import SUMMARY_FILE
 
-SUMMARY_FILE, JOURNAL_FILE = "summary.json", "journal.jsonl"
 UNFINISHED = "interrupted"
 # what a `search` journal event may tell about a search that never wrote summary.json
 SETTINGS = (
@@ -59,6 +63,13 @@ class SearchRecord:
     @property
     def complete(self) -> bool:
         return self.summary is not None and bool(self.summary.get("complete", True))
+
+    @property
+    def steps(self) -> int | None:
+        """The step budget: as the search recorded it, else the one most trials ran with."""
+        recorded = (self.summary or self.settings).get("steps")
+        budgets = [t.steps for t in self.trials]
+        return recorded or (statistics.mode(budgets) if budgets else None)
 
 
 def load_search(out_dir: str | Path) -> SearchRecord:
@@ -134,7 +145,7 @@ def _trials(entries: list[dict[str, Any]], out: Path) -> list[TrialRecord]:
 
 def _trial_record(entry: dict[str, Any], out: Path) -> TrialRecord:
     trial, outcome = entry["trial"], entry.get("outcome") or {}
-    launch = _read_launch(out / "trials" / str(trial.get("id", "")) / "launch.json")
+    launch = read_json_object(out / "trials" / str(trial.get("id", "")) / "launch.json")
     return TrialRecord(
         id=str(trial.get("id", "")),
         label=str(trial.get("label", "?")),
@@ -143,15 +154,15 @@ def _trial_record(entry: dict[str, Any], out: Path) -> TrialRecord:
         command=[str(a) for a in trial.get("command", [])],
         changes=list(trial.get("changes", [])),
         status=str(outcome.get("status", "crashed")),
-        value=_float(outcome.get("value")),
-        wall_s=_float(outcome.get("wall_s")) or 0.0,
-        steps_per_s=_float(outcome.get("steps_per_s")),
-        peak_gpu_mem_mb=_float(outcome.get("peak_gpu_mem_mb")),
+        value=as_float(outcome.get("value")),
+        wall_s=as_float(outcome.get("wall_s")) or 0.0,
+        steps_per_s=as_float(outcome.get("steps_per_s")),
+        peak_gpu_mem_mb=as_float(outcome.get("peak_gpu_mem_mb")),
         history=_history(outcome.get("history") or []),
         infra=bool(outcome.get("infra", False)),
         gpus=int(launch.get("gpus") or 0),
         argv=[str(a) for a in launch.get("argv", [])],
-        time=_float(entry.get("time")),
+        time=as_float(entry.get("time")),
         cwd=str(launch["cwd"]) if launch.get("cwd") else None,
     )
 
@@ -160,18 +171,10 @@ def _history(pairs: list[Any]) -> list[tuple[int, float]]:
     history = []
     for pair in pairs:
         if isinstance(pair, (list, tuple)) and len(pair) == 2:
-            step, value = _float(pair[0]), _float(pair[1])
+            step, value = as_float(pair[0]), as_float(pair[1])
             if step is not None and value is not None:
                 history.append((int(step), value))
     return history
-
-
-def _read_launch(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _rounds(summary: dict[str, Any] | None, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -194,7 +197,7 @@ def _settings(entries: list[dict[str, Any]]) -> dict[str, Any]:
     return {}
 
 
-def _float(value: Any) -> float | None:
+def as_float(value: Any) -> float | None:
     """A number from JSON (NaN kept as NaN, strings such as "NaN" parsed); None for anything else."""
     if isinstance(value, bool) or value is None:
         return None
@@ -206,6 +209,20 @@ def _float(value: Any) -> float | None:
         except ValueError:
             return None
     return None
+
+
+def summary_details(s: dict[str, Any]) -> dict[str, Any]:
+    """summary.details without the rounds (the report shows those as its own table)."""
+    details = s.get("details")
+    if not isinstance(details, dict):
+        return {}
+    return {k: v for k, v in details.items() if k != "trial_rounds"}
+
+
+def label_set(label: str) -> set[str] | None:
+    """The factor names inside a trial label `A + {...}` / `B - {...}`; None for other labels."""
+    match = re.fullmatch(r"\s*[AB]\s*[-+]\s*\{(.*)\}\s*", label)
+    return None if match is None else {part.strip() for part in match.group(1).split(",") if part.strip()}
 
 
 def finite(value: float | None) -> bool:

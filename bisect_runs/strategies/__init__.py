@@ -7,7 +7,7 @@ from collections.abc import Callable
 from bisect_runs.errors import SettingsError
 from bisect_runs.strategies.base import Decision, Observation, Request, SearchContext, Strategy
 
-STRATEGIES = ("auto", "screen", "oat", "ddmin", "bayes")
+STRATEGIES = ("auto", "screen", "oat", "ddmin", "bayes")  # the one list of names: CLI choices and bisect.yaml check it
 
 
 def make_strategy(name: str, ctx: SearchContext) -> Strategy:

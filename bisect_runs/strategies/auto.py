@@ -29,14 +29,14 @@ from bisect_runs.strategies.evidence import Evidence
 from bisect_runs.strategies.rounds import ask, slots
 from bisect_runs.strategies.verdicts import (
     DECISION_LEVEL,
+    SHARE,
+    SYNERGY,
     Finding,
     decide,
     direct_shares,
     not_reproduced,
 )
 
-SHARE = 0.7  # a culprit set must both reproduce and repair this share of the regression
-SYNERGY = 0.5  # an interaction worth this share of the regression makes a pair one AND set
 MAX_CANDIDATES = 4
 SUSPECT_T = 2.5  # not significant after Holm, but worth confirming alongside the significant ones
 PARTNER_T = 1.5
@@ -47,9 +47,11 @@ COUNTED_T = 3.0  # a suspect this strong counts towards what the screen explains
 MAX_CONFIRM_LAYERS = 8
 BYSTANDER = 0.25  # a member whose own reproduce and repair shares are both below this is dropped
 RIVAL_MARGIN = 0.2  # a smaller set whose estimate is this far below SHARE no longer holds confirmation up
+SETTLED_MARGIN = 0.2  # confirmation can end only once the best set's lower bounds are within this of SHARE
+MISSED_T = 1.0  # a factor outside the candidates whose main effect is a standard error above zero gets a look
 LAYER_SCALE = 3.0  # confirmation starts with ceil(LAYER_SCALE / d**2) seeds per point
 DIRECT_LOW = 0.0  # after an early screen, a set ends confirmation only when its own runs show a share above this
-SYNERGY_LEVEL = 0.7  # a pair is classified (AND or not) once its synergy is on one side of 0.5 at 85 % one-sided
+SYNERGY_LEVEL = 0.7  # a pair is classified (AND or not) once its synergy is on one side of SYNERGY at 85 % one-sided
 
 Phase = Generator[list[Request], list[Observation], Any]
 
@@ -232,7 +234,7 @@ def missing_candidates(f: Finding) -> list[int]:
     effect, se, _ = f.model.main_effects()
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(se > 0, effect / se, 0.0)
-    rest = [int(i) for i in np.argsort(-t) if int(i) not in f.candidates and t[i] > 1.0]
+    rest = [int(i) for i in np.argsort(-t) if int(i) not in f.candidates and t[i] > MISSED_T]
     return rest[:1]
 
 
@@ -316,7 +318,7 @@ def conclusive(f: Finding, own_runs: bool = False) -> bool:
         return False
     best = f.minimal[0]
     r, q = f.shares[best]
-    if min(r.low, q.low) < SHARE - 0.2:
+    if min(r.low, q.low) < SHARE - SETTLED_MARGIN:
         return False
     if own_runs and min(s.low for s in f.direct[best]) < DIRECT_LOW:
         return False

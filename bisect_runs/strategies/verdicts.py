@@ -14,9 +14,9 @@ from bisect_runs.strategies.calibration import Calibration, a_point, b_point
 from bisect_runs.strategies.effects import Fraction, Model
 from bisect_runs.strategies.evidence import Evidence
 
-SHARE = 0.7
+SHARE = 0.7  # a culprit set must both reproduce and repair this share of the regression
 DECISION_LEVEL = 0.9  # interval level used to decide whether to keep confirming (one-sided 95 %)
-SYNERGY = 0.5
+SYNERGY = 0.5  # an interaction worth this share of the regression makes a pair one AND set
 SPARSE = 4  # a smallest explaining set larger than this is a diffuse regression, not a culprit
 HINT_STEPS = "raise --steps (the regression may only show later in training) or check that B really is worse"
 HINT_DIFFUSE = "group related keys (groups: in bisect.yaml) or raise --steps; no small set of differences explains it"
@@ -38,9 +38,6 @@ class Finding:
         """(reproduce, repair) shares of T from the model, with `level` intervals."""
         a, b = a_point(), b_point(self.model.n)
         return self.model.fraction(a, t, a, b, level), self.model.fraction(b - t, b, a, b, level)
-
-    def synergy(self, i: int, j: int) -> Fraction:
-        return self.model.synergy(i, j, 0.9)
 
 
 def units(finding: Finding, best: frozenset[int]) -> tuple[list[list[int]], str]:

@@ -1,0 +1,29 @@
+"""What a search cost: trials, trial hours, GPU-hours and the wall-clock span."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bisect_runs.report.record import TrialRecord
+
+
+def cost_section(trials: list[TrialRecord]) -> dict[str, Any]:
+    """Trials run, wall hours, GPU-hours (wall × GPUs per trial) and CPU-only trial hours."""
+    gpu_s = sum(t.wall_s * t.gpus for t in trials)
+    cpu_s = sum(t.wall_s for t in trials if not t.gpus)
+    return {
+        "trials": len(trials),
+        "trial_hours": round(sum(t.wall_s for t in trials) / 3600, 4),
+        "gpu_hours": round(gpu_s / 3600, 4),
+        "cpu_trial_hours": round(cpu_s / 3600, 4),
+        "span_hours": _span_hours(trials),
+    }
+
+
+def _span_hours(trials: list[TrialRecord]) -> float | None:
+    """Wall-clock from the first trial's start to the last trial's end, from journal times."""
+    ends = [(t.time, t.wall_s) for t in trials if t.time is not None]
+    if not ends:
+        return None
+    start = min(end - wall for end, wall in ends)
+    return round((max(end for end, _ in ends) - start) / 3600, 4)
