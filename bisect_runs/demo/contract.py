@@ -207,6 +207,18 @@ def choose_device(requested: str | None) -> Any:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def start_run(args: RunArgs, config_seed: int) -> tuple[int, Any]:
+    """The run's seed (the flag over the config's) and device; seeds torch and sets its CPU threads."""
+    import torch
+
+    seed = config_seed if args.seed is None else args.seed
+    device = choose_device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads())
+    torch.manual_seed(seed)
+    return seed, device
+
+
 def peak_gpu_mem_mb(device: Any) -> float | None:
     """Peak memory allocated on a CUDA device in MiB; None on the CPU."""
     import torch

@@ -23,11 +23,10 @@ from bisect_runs.demo.contract import (
     MetricsLog,
     Options,
     RunArgs,
-    choose_device,
-    cpu_threads,
     flatten,
     peak_gpu_mem_mb,
     read_config,
+    start_run,
 )
 from bisect_runs.demo.optim import Adam
 from bisect_runs.demo.synthetic import MdnSpec, MdnSplit, make_mdn
@@ -241,11 +240,7 @@ def train(args: RunArgs) -> int:
     opts = Options(flatten(read_config(args.config)), args.config)
     cfg = mdn_config(opts)
     steps = args.steps or cfg.max_steps
-    seed = cfg.seed if args.seed is None else args.seed
-    device = choose_device(args.device)
-    if device.type == "cpu":
-        torch.set_num_threads(cpu_threads())
-    torch.manual_seed(seed)
+    seed, device = start_run(args, cfg.seed)
     scale = SCALES[args.scale]
     sizes = shrink(cfg, scale)
     spec = MdnSpec(sizes["n_slots"], scale.train_size, cfg.eval_batches * sizes["batch_size"])

@@ -23,10 +23,9 @@ from bisect_runs.demo.contract import (
     MetricsLog,
     Options,
     RunArgs,
-    choose_device,
-    cpu_threads,
     peak_gpu_mem_mb,
     read_config,
+    start_run,
 )
 from bisect_runs.demo.decoding import collapse, effective_length, phoneme_error_rate
 from bisect_runs.demo.optim import Adam
@@ -332,11 +331,7 @@ def train(args: RunArgs) -> int:
     opts = Options(read_config(source), source)
     cfg = speech_config(opts)
     steps = args.steps or cfg.n_batch
-    seed = cfg.seed if args.seed is None else args.seed
-    device = choose_device(args.device)
-    if device.type == "cpu":
-        torch.set_num_threads(cpu_threads())
-    torch.manual_seed(seed)
+    seed, device = start_run(args, cfg.seed)
     scale = SCALES[args.scale]
     sizes = shrink(cfg, scale)
     spec = SpeechSpec(
