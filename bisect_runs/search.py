@@ -239,6 +239,7 @@ class Search:
         return {
             "good": s.good, "bad": s.bad, "metric": s.metric, "mode": s.mode, "steps": s.steps,
             "command": s.command, "differences": [d.to_json() for d in self.diff.differences],
+            "checkpoint": None if self.checkpoint is None else self.checkpoint.to_json(),
         }  # fmt: skip
 
     def keep_finished(self, into: Path | None) -> None:

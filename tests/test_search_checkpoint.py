@@ -78,6 +78,13 @@ def test_trials_resume_from_the_checkpoint_and_only_their_steps_count(tmp_path: 
     assert f"each resumed from checkpoint `{path}` (step {PREFIX}) and ran steps {PREFIX}-{STEPS}" in report
     assert f"{summary['trial_steps']} trial-steps" in report
     assert f"--checkpoint {path} --checkpoint-step {PREFIX}" in report  # the spelled-out rerun resumes too
+    code, output = search(root, "--resume")  # the same checkpoint: every trial is reused
+    assert code == 0, output
+    assert len([e for e in read_journal(root / "out") if e.get("event") == "trial"]) == len(trials)
+    train_prefix(root, seed=1)  # saved anew under the same path: the finished trials started from other weights
+    code, output = search(root, "--resume")
+    assert code == 2
+    assert output.startswith(f"Error: {root / 'out'} holds another search (the content of checkpoint {path} (step {PREFIX}) changed)")
 
 
 def test_a_changed_checkpoint_changes_every_trial_id(tmp_path: Path) -> None:
