@@ -179,3 +179,8 @@ def test_a_checkpoint_the_trials_would_not_get(tmp_path: Path) -> None:
         f"Error: checkpoint {tmp_path / 'prefix' / 'ckpt.pt'} is set but the trials would not get it: "
         "put {checkpoint} in the command template or set checkpoint_key (the config key that takes its path)\n"
     )
+
+
+def test_a_checkpoint_step_without_a_checkpoint(tmp_path: Path) -> None:
+    output = errors(tmp_path, checkpoint=None, command=TRAIN)
+    assert output == "Error: checkpoint_step is set but no checkpoint is: pass --checkpoint PATH (or `checkpoint` in bisect.yaml)\n"
