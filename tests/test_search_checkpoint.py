@@ -20,7 +20,7 @@ from bisect_runs.journal import read_journal
 from bisect_runs.project import load_project, make_settings
 from bisect_runs.search import Search
 from bisect_runs.strategies.base import Request
-from bisect_runs.trials import make_trial, prepare_launch
+from bisect_runs.trials import make_trial, prepare_launch, trial_from_json, trial_to_json
 
 TRAINER = Path(__file__).parent / "trainers" / "curve_trainer.py"
 TRAIN = f"{sys.executable} {TRAINER} --config {{config}} --run-dir {{run_dir}} --steps {{steps}} --seed {{seed}}"
@@ -126,6 +126,8 @@ def test_checkpoint_key_writes_the_path_into_the_trials_config(tmp_path: Path) -
     config = yaml.safe_load(Path(launch.argv[1]).read_text())
     assert config == {"lr": 0.1, "resume_from": ckpt.path}
     assert launch.env["BISECT_RUNS_CHECKPOINT"] == ckpt.path and launch.env["BISECT_RUNS_CHECKPOINT_STEP"] == "15000"
+    assert trial_from_json(trial_to_json(trial)) == trial  # the journal keeps the checkpoint with the trial
+    assert make_trial("A", {"lr": 0.1}, 0, 20000, ["train", "{config}"]).id != trial.id
 
 
 def errors(tmp_path: Path, *args: str, **settings: Any) -> str:
