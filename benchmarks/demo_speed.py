@@ -162,7 +162,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--steps", type=int, default=None, help="default: the steps bisect.yaml runs the demo at")
     p.add_argument("--scale", default="tiny")
     p.add_argument("--seeds", type=int, default=None, help="seeds of A and B (default 2; 5 with --truth)")
     p.add_argument("--toggle-seeds", type=int, default=3)
@@ -172,6 +172,8 @@ def main() -> None:
     args = p.parse_args()
     if args.seeds is None:
         args.seeds = 5 if args.truth else 2
+    if args.steps is None:
+        args.steps = int(project()["steps"])
     truth(args) if args.truth else speed(args)
 
 

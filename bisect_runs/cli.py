@@ -137,7 +137,7 @@ def diff_command(ctx: click.Context, a: str | None, b: str | None, fmt: str, sho
               help="Resume in an OUT_DIR whose search had other steps/metric/mode/command/configs (earlier one kept in previous-N).")
 @click.option("--retries", type=int, help="Reruns of a crashed trial, same seed (default 1).")
 @click.option("--early-stop/--no-early-stop", default=None,
-              help="Stop a trial once its outcome is clear against A's and B's curves (key `early_stop`; default on).")
+              help="Stop a trial once its outcome is clear against A's and B's curves (key `early_stop`; default off).")
 @click.option("--min-effect", type=float, help="Smallest regression worth reporting, in metric units.")
 @click.option("--max-runs", type=int, help="Budget: most trials to run.")
 @click.option("--max-hours", type=float, help="Budget: most wall-clock hours.")

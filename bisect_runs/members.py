@@ -22,7 +22,7 @@ from bisect_runs.strategies.evidence import Evidence
 from bisect_runs.strategies.verdicts import direct_shares
 
 MAX_MEMBERS = 6  # a larger set costs more runs than it tells: the verdict names it whole
-MAX_SEEDS = 4  # seeds per member point; A and B at these seeds have usually run already
+MAX_SEEDS = 2  # seeds per member point (A and B at them have run already): 2 x members x 2 runs in all
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ class Settings:
     resume: bool = False
     resume_changed: bool = False  # start a search with other settings in an OUT_DIR that holds one
     retries: int = 1
-    early_stop: bool = True  # stop a trial once its outcome is clear against A's and B's curves
+    early_stop: bool = False  # stop a trial once its outcome is clear against A's and B's curves (opt-in: see docs/search.md)
     min_effect: float = 0.0
     max_runs: int | None = None
     max_hours: float | None = None

@@ -257,9 +257,11 @@ class Search:
         searched = self.factors
         held = [f for f in self.diff.factors if f not in searched]
         self.factors, self.held_searched = list(self.diff.factors), True
-        wide = self.context(2 * ctx.parallel)  # B's runs at these seeds are journaled: new A runs fill every slot
-        wide.runs_used = ctx.runs_used
-        control = cast(Calibration, self.drive(cast(Strategy, _calibration_only(Evidence(wide))), runner, wide))
+        wide = self.context(ctx.parallel)
+        both = self.context(2 * ctx.parallel)  # B's runs at these seeds are journaled: new A runs fill every slot
+        both.runs_used = ctx.runs_used
+        control = cast(Calibration, self.drive(cast(Strategy, _calibration_only(Evidence(both))), runner, both))
+        wide.runs_used, wide.out_of_time = both.runs_used, both.out_of_time
         names = ", ".join(f.name for f in held)
         self.control = _control_json(control, held)
         if decision.reproduced or not control.reproduced:

@@ -23,7 +23,8 @@ from bisect_runs.demo.synthetic import SpeechSpec, make_speech  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
-DEMO_STEPS = 200  # the budget bisect.yaml runs the demo at (docs/demo.md)
+DEMO_STEPS = 300  # the budget bisect.yaml runs the demo at (docs/demo.md)
+CHANCE_PER = 1.0  # a decoder that emits nothing (the CTC blank phase) scores 100 %
 TIMING_KEYS = {"train_steps_per_s", "eval_s"}
 
 
@@ -142,9 +143,10 @@ def test_defaults_file_agrees_with_the_trainer() -> None:
 def test_scales_shrink_the_model_not_the_config() -> None:
     data = yaml.safe_load((CONFIGS / "run11").read_text())
     cfg = speech.speech_config(Options(data, CONFIGS / "run11"))
-    assert speech.shrink(cfg, speech.SCALES["full"]) == {"n_units": 1024, "n_layers": 5, "n_features": 256, "max_frames": 1200, "seq_len": 150, "batch_size": 64}
+    assert speech.shrink(cfg, speech.SCALES["full"]) == {"n_units": 1024, "n_layers": 5, "n_features": 256, "max_frames": 1200,
+                                                         "seq_len": 150, "batch_size": 64, "n_classes": 40}
     tiny = speech.shrink(cfg, speech.SCALES["tiny"])
-    assert tiny["n_units"] < 1024 and tiny["n_features"] < 256 and tiny["max_frames"] < 1200
+    assert tiny["n_units"] < 1024 and tiny["n_features"] < 256 and tiny["max_frames"] < 1200 and tiny["n_classes"] == 10
 
 
 # --- evaluation is deterministic -------------------------------------------------------------------
@@ -230,19 +232,6 @@ def test_missing_config_is_an_error(tmp_path: Path) -> None:
     assert "no such config file or directory" in done.stderr
 
 
-@pytest.mark.slow
-def test_baseline_beats_run11_at_the_demo_budget(tmp_path: Path) -> None:
-    per: dict[str, list[float]] = {"baseline": [], "run11": []}
-    for name in per:
-        for seed in range(3):
-            done = run_trainer(CONFIGS / name, tmp_path / f"{name}{seed}", steps=DEMO_STEPS, seed=seed)
-            assert done.returncode == 0, done.stderr
-            per[name].append(records(tmp_path / f"{name}{seed}")[-1]["val_per"])
-    assert max(per["baseline"]) < min(per["run11"])
-    noise = max(statistics.stdev(per["baseline"]), statistics.stdev(per["run11"]))
-    assert statistics.mean(per["run11"]) - statistics.mean(per["baseline"]) > 3 * noise
-
-
 # --- the demo's answer, checked independently --------------------------------------------------
 
 HONESTY_SEEDS = (101, 102, 103)  # fresh seeds: none of them is one the search used
@@ -250,8 +239,9 @@ HONESTY_SEEDS = (101, 102, 103)  # fresh seeds: none of them is one the search u
 
 @pytest.mark.slow
 def test_the_demo_search_names_what_really_causes_the_gap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run the shipped search, then revert its culprit(s) on Run 11 by hand and train directly:
-    the reverted Run 11 must recover most of the Baseline-Run 11 gap over fresh seeds."""
+    """Run the shipped search, then revert its culprit(s) on Run 11 by hand and train directly over
+    fresh seeds: both configs learn (PER far below chance), Run 11 is worse beyond the seed noise,
+    the culprit is the learning rate, and the reverted Run 11 recovers most of the gap."""
     from concurrent.futures import ThreadPoolExecutor
 
     from bisect_runs.project import load_project, make_settings
@@ -263,6 +253,7 @@ def test_the_demo_search_names_what_really_causes_the_gap(tmp_path: Path, monkey
     result = Search(settings).run()
     assert result.reproduced and result.culprits, result.verdict
     keys = {k for culprit in result.culprits for k in culprit}
+    assert {"lrStart", "lrEnd"} <= keys, result.verdict
 
     reverted = dict(load_config(CONFIGS / "run11").data)
     for d in result.differences:
@@ -285,8 +276,11 @@ def test_the_demo_search_names_what_really_causes_the_gap(tmp_path: Path, monkey
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         values = dict(zip(jobs, pool.map(final_per, jobs), strict=True))
-    mean = {arm: statistics.mean(values[(arm, s)] for s in HONESTY_SEEDS) for arm in arms}
+    per = {arm: [values[(arm, s)] for s in HONESTY_SEEDS] for arm in arms}
+    mean = {arm: statistics.mean(per[arm]) for arm in arms}
+    assert max(per["baseline"]) < 0.35 and max(per["run11"]) < 0.7 * CHANCE_PER, per  # both learn
     gap = mean["run11"] - mean["baseline"]
-    assert gap > 0, mean
+    noise = max(statistics.stdev(per["baseline"]), statistics.stdev(per["run11"]))
+    assert max(per["baseline"]) < min(per["run11"]) and gap > 3 * noise, per  # worse beyond noise
     recovered = (mean["run11"] - mean["reverted"]) / gap
     assert recovered >= 0.7, f"reverting {sorted(keys)} recovers only {recovered:.0%} of the gap: {mean}"

@@ -32,7 +32,7 @@ def project(tmp_path: Path, **settings: Any) -> Path:
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(BAD))
     (tmp_path / "bisect.yaml").write_text(yaml.safe_dump(
         {"good": "good.yaml", "bad": "bad.yaml", "command": COMMAND, "metric": "val_loss", "mode": "min",
-         "steps": STEPS, "parallel": 2, "out": "out", **settings}))  # fmt: skip
+         "steps": STEPS, "parallel": 2, "out": "out", "early_stop": True, **settings}))  # fmt: skip
     return tmp_path
 
 
@@ -100,6 +100,12 @@ def test_early_stopping_is_off_by_flag_for_metrics_not_streamed_and_when_confirm
         near_a = [(4 * k, 8.0 / k) for k in range(1, 4)]
         assert judge(make_trial("A + {weight_decay}", {}, 7, STEPS, ()), near_a) is not None
         assert judge(make_trial("A", {}, 7, STEPS, ()), near_a) is None  # the reference itself runs in full
+
+
+def test_early_stopping_is_off_unless_asked_for(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    (root / "bisect.yaml").write_text((root / "bisect.yaml").read_text().replace("early_stop: true\n", ""))
+    assert searched(root, "screen").early_judge() is None
 
 
 def test_early_stop_setting_must_be_true_or_false(tmp_path: Path) -> None:

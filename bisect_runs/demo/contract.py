@@ -10,14 +10,15 @@ import argparse
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bisect_runs.errors import ConfigError
+from bisect_runs.errors import BisectError, ConfigError
 
 SCALES = ("tiny", "small", "full")
 
@@ -195,3 +196,43 @@ def cpu_threads() -> int:
     """Torch CPU threads: BISECT_RUNS_DEMO_THREADS, else 1 (trials run side by side)."""
     value = os.environ.get("BISECT_RUNS_DEMO_THREADS", "").strip()
     return max(1, int(value)) if value else 1
+
+
+def choose_device(requested: str | None) -> Any:
+    """The requested torch device, else CUDA when available, else CPU."""
+    import torch  # the contract module itself needs no torch
+
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def start_run(args: RunArgs, config_seed: int) -> tuple[int, Any]:
+    """The run's seed (the flag over the config's) and device; seeds torch and sets its CPU threads."""
+    import torch
+
+    seed = config_seed if args.seed is None else args.seed
+    device = choose_device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads())
+    torch.manual_seed(seed)
+    return seed, device
+
+
+def peak_gpu_mem_mb(device: Any) -> float | None:
+    """Peak memory allocated on a CUDA device in MiB; None on the CPU."""
+    import torch
+
+    if device.type != "cuda":
+        return None
+    return float(torch.cuda.max_memory_allocated(device)) / 2**20
+
+
+def main(argv: Sequence[str] | None, prog: str, description: str, train: Callable[[RunArgs], int]) -> int:
+    """A demo trainer's entry point: parse the contract's flags, train, report errors in one line."""
+    args = parse_args(argv, prog, description)
+    try:
+        return train(args)
+    except BisectError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -18,19 +18,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from bisect_runs.demo import contract
 from bisect_runs.demo.contract import (
     MetricsLog,
     Options,
     RunArgs,
-    cpu_threads,
     flatten,
-    parse_args,
+    peak_gpu_mem_mb,
     read_config,
+    start_run,
 )
 from bisect_runs.demo.optim import Adam
-from bisect_runs.demo.speech import choose_device
 from bisect_runs.demo.synthetic import MdnSpec, MdnSplit, make_mdn
-from bisect_runs.errors import BisectError
 
 SLOT_ID_MODES = ("fixed", "permute_per_batch", "permute_per_sample", "none")
 EVAL_SLOT_ID_MODES = ("same_as_train", "fixed")
@@ -241,11 +240,7 @@ def train(args: RunArgs) -> int:
     opts = Options(flatten(read_config(args.config)), args.config)
     cfg = mdn_config(opts)
     steps = args.steps or cfg.max_steps
-    seed = cfg.seed if args.seed is None else args.seed
-    device = choose_device(args.device)
-    if device.type == "cpu":
-        torch.set_num_threads(cpu_threads())
-    torch.manual_seed(seed)
+    seed, device = start_run(args, cfg.seed)
     scale = SCALES[args.scale]
     sizes = shrink(cfg, scale)
     spec = MdnSpec(sizes["n_slots"], scale.train_size, cfg.eval_batches * sizes["batch_size"])
@@ -342,7 +337,7 @@ class MdnLoop:
             "step": step, "val_nll": nll, "best_val_nll": self.best, "train_loss": mean["loss"],
             "train_nll": mean["nll"], "aux_loss": mean["aux"] if self.cfg.use_aux_loss else None,
             "lr": self.lr_at(step), "grad_norm": mean["norm"], "train_steps_per_s": step / self.train_s,
-            "interval_steps_per_s": interval, "eval_s": eval_s, "stale": stale, "peak_gpu_mem_mb": self.peak_mem(),
+            "interval_steps_per_s": interval, "eval_s": eval_s, "stale": stale, "peak_gpu_mem_mb": peak_gpu_mem_mb(self.device),
         })
         elapsed = (time.perf_counter() - self.start) / 60
         print(f"Step {step}: val_nll={nll:.4f} (best={self.best:.4f}) | train:{step / self.train_s:.1f} s/s | "
@@ -356,23 +351,13 @@ class MdnLoop:
         """A non-finite loss or gradient ends the run: log it (NaN, not hidden) and stop."""
         loss, norm = self.window["loss"][-1], self.window["norm"][-1]
         log.write({"step": step, "val_nll": math.nan, "best_val_nll": self.best, "train_loss": loss,
-                   "lr": self.lr_at(step), "grad_norm": norm, "diverged": True, "peak_gpu_mem_mb": self.peak_mem()})
+                   "lr": self.lr_at(step), "grad_norm": norm, "diverged": True, "peak_gpu_mem_mb": peak_gpu_mem_mb(self.device)})
         print(f"Step {step}: val_nll=nan (best={self.best:.4f}) | non-finite loss ({loss}) or gradient norm ({norm}); stopping", flush=True)
-
-    def peak_mem(self) -> float | None:
-        if self.device.type != "cuda":
-            return None
-        return torch.cuda.max_memory_allocated(self.device) / 2**20
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
-    args = parse_args(argv, "python -m bisect_runs.demo.mdn", "Train the MDN demo on synthetic set data.")
-    try:
-        return train(args)
-    except BisectError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return contract.main(argv, "python -m bisect_runs.demo.mdn", "Train the MDN demo on synthetic set data.", train)
 
 
 if __name__ == "__main__":

@@ -18,18 +18,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from bisect_runs.demo import contract
 from bisect_runs.demo.contract import (
     MetricsLog,
     Options,
     RunArgs,
-    cpu_threads,
-    parse_args,
+    peak_gpu_mem_mb,
     read_config,
+    start_run,
 )
 from bisect_runs.demo.decoding import collapse, effective_length, phoneme_error_rate
 from bisect_runs.demo.optim import Adam
 from bisect_runs.demo.synthetic import SpeechSpec, SpeechSplit, make_speech
-from bisect_runs.errors import BisectError
 
 ADAM_EPS = 0.1  # the lab's Adam epsilon, for both optimizers
 SMOOTH_KERNEL = 20  # taps of the Gaussian smoothing filter (the lab's value)
@@ -37,22 +37,24 @@ SMOOTH_KERNEL = 20  # taps of the Gaussian smoothing filter (the lab's value)
 
 @dataclass(frozen=True)
 class Scale:
-    """How `--scale` shrinks the lab's sizes: divisors of width, depth, time, channels and batch."""
+    """How `--scale` shrinks the lab's sizes: divisors of width, depth, time, channels, batch, phonemes."""
 
     width: int
     depth: int
     time: int
     features: int
     batch: int
+    classes: int
     days: int
     train_per_day: int
     val_per_day: int
+    signal: float  # template amplitude per channel: fewer channels need a stronger one
 
 
 SCALES = {
-    "tiny": Scale(width=16, depth=5, time=12, features=16, batch=2, days=4, train_per_day=64, val_per_day=24),
-    "small": Scale(width=4, depth=2, time=2, features=4, batch=1, days=8, train_per_day=128, val_per_day=32),
-    "full": Scale(width=1, depth=1, time=1, features=1, batch=1, days=8, train_per_day=128, val_per_day=32),
+    "tiny": Scale(width=16, depth=5, time=12, features=16, batch=2, classes=4, days=4, train_per_day=256, val_per_day=24, signal=8.0),
+    "small": Scale(width=4, depth=2, time=2, features=4, batch=1, classes=1, days=8, train_per_day=128, val_per_day=32, signal=3.0),
+    "full": Scale(width=1, depth=1, time=1, features=1, batch=1, classes=1, days=8, train_per_day=128, val_per_day=32, signal=3.0),
 }
 
 
@@ -138,6 +140,7 @@ def shrink(cfg: SpeechConfig, scale: Scale) -> dict[str, int]:
         "max_frames": max(cfg.kernel_len + 4 * cfg.stride_len, cfg.max_frames // scale.time),
         "seq_len": max(2, cfg.seq_len // scale.time),
         "batch_size": max(2, cfg.batch_size // scale.batch),
+        "n_classes": max(2, cfg.n_classes // scale.classes),
     }
 
 
@@ -322,37 +325,27 @@ def _one_thread(_worker: int) -> None:
     torch.set_num_threads(1)
 
 
-def choose_device(requested: str | None) -> torch.device:
-    """The requested device, else CUDA when available, else CPU."""
-    if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def train(args: RunArgs) -> int:
     """Train one run and log it; returns the process exit status (0 also when diverged)."""
     source = args.config
     opts = Options(read_config(source), source)
     cfg = speech_config(opts)
     steps = args.steps or cfg.n_batch
-    seed = cfg.seed if args.seed is None else args.seed
-    device = choose_device(args.device)
-    if device.type == "cpu":
-        torch.set_num_threads(cpu_threads())
-    torch.manual_seed(seed)
+    seed, device = start_run(args, cfg.seed)
     scale = SCALES[args.scale]
     sizes = shrink(cfg, scale)
     spec = SpeechSpec(
         n_days=scale.days,
         n_features=sizes["n_features"],
-        n_classes=cfg.n_classes,
+        n_classes=sizes["n_classes"],
         max_frames=sizes["max_frames"],
         max_phonemes=sizes["seq_len"],
         train_per_day=scale.train_per_day,
         val_per_day=scale.val_per_day,
+        signal=scale.signal,
     )
     train_split, val_split = make_speech(spec, args.data_seed)
-    cfg = dataclasses.replace(cfg, batch_size=sizes["batch_size"])
+    cfg = dataclasses.replace(cfg, batch_size=sizes["batch_size"], n_classes=sizes["n_classes"])
     model = SpeechDecoder(cfg, sizes["n_features"], sizes["n_units"], sizes["n_layers"], scale.days).to(device)
     loop = TrainLoop(model, cfg, steps, seed, device, args.eval_every or default_eval_every(steps))
     with MetricsLog(args.run_dir) as log:
@@ -437,7 +430,7 @@ class TrainLoop:
             "grad_norm": sum(norms) / len(norms),
             "train_steps_per_s": len(losses) / train_s if train_s > 0 else None,
             "eval_s": eval_s,
-            "peak_gpu_mem_mb": self.peak_mem(),
+            "peak_gpu_mem_mb": peak_gpu_mem_mb(self.device),
         }
         log.write(record)
         print(f"step {step}: val_per={per:.4f} train_loss={record['train_loss']:.4f} lr={record['lr']:.3g} "
@@ -446,23 +439,13 @@ class TrainLoop:
     def log_diverged(self, log: MetricsLog, step: int, loss: float, norm: float) -> None:
         """A non-finite loss or gradient ends the run: log it (NaN, not hidden) and stop."""
         log.write({"step": step, "val_per": math.nan, "train_loss": loss, "lr": self.lr.at(step), "grad_norm": norm,
-                   "diverged": True, "peak_gpu_mem_mb": self.peak_mem()})
+                   "diverged": True, "peak_gpu_mem_mb": peak_gpu_mem_mb(self.device)})
         print(f"step {step}: non-finite training loss ({loss}) or gradient norm ({norm}); stopping", flush=True)
-
-    def peak_mem(self) -> float | None:
-        if self.device.type != "cuda":
-            return None
-        return torch.cuda.max_memory_allocated(self.device) / 2**20
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
-    args = parse_args(argv, "python -m bisect_runs.demo.speech", "Train the speech-decoder demo on synthetic data.")
-    try:
-        return train(args)
-    except BisectError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return contract.main(argv, "python -m bisect_runs.demo.speech", "Train the speech-decoder demo on synthetic data.", train)
 
 
 if __name__ == "__main__":
