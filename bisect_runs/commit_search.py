@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bisect_runs.atomic import finite
+from bisect_runs.checkpoint import shared_prefix
 from bisect_runs.commit_trials import CommitRunner, CommitTrials, observe
 from bisect_runs.executors import get_executor
 from bisect_runs.journal import Journal
@@ -47,6 +48,7 @@ class CodeSearch:
         self.subjects = subjects(self.repo, self.shas)
         self.config = load_config(config_spec(settings, settings.config), config_format(settings)) if settings.config else None
         check_command(shlex.split(settings.command or ""))  # before OUT_DIR exists
+        self.checkpoint = shared_prefix(settings, shlex.split(settings.command or ""))
         self.runner_options = runner_options(settings)
         self.out_dir = settings.path(settings.out) or Path(settings.out)
         self.trial_rounds: list[dict[str, Any]] = []
@@ -73,7 +75,7 @@ class CodeSearch:
         executor = get_executor(s.executor, **executor_options(s))
         worktrees = Worktrees(self.repo, self.out_dir / WORKTREE_DIR)
         with executor, Journal(self.out_dir, resume=s.resume) as journal, worktrees:
-            trials = CommitTrials(s, self.positions, worktrees, self.config)
+            trials = CommitTrials(s, self.positions, worktrees, self.config, checkpoint=self.checkpoint)
             runner = CommitRunner(
                 self.out_dir, executor, journal, trials.write_config, progress=self.progress,
                 commit_trials=trials, **self.runner_options,

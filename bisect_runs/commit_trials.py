@@ -10,6 +10,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from bisect_runs.checkpoint import Checkpoint
 from bisect_runs.crashes import attempt_counts
 from bisect_runs.errors import SettingsError
 from bisect_runs.executors.base import Launch
@@ -33,6 +34,7 @@ class CommitTrials:
         worktrees: Worktrees,
         config: LoadedConfig | None,
         in_place: dict[str, Path] | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> None:
         self.settings = settings
         self.positions = positions  # sha at each position: the good commit first, the bad one last
@@ -43,12 +45,13 @@ class CommitTrials:
         self.fingerprint = _fingerprint(config)
         self.cwd: dict[str, Path] = {}  # trial id -> directory the trainer starts in
         self.shas: dict[str, str] = {}  # trial id -> commit
+        self.checkpoint = checkpoint  # the shared prefix every commit's trial resumes from, if any
 
     def trial_for(self, request: Request) -> Trial:
         """The trial of `request`; its id covers the commit and the config as well as seed and budget."""
         sha = self.positions[position_of(request.point)]
         assert self.settings.steps is not None
-        base = make_trial(self.label(sha), (), request.seed, self.settings.steps, self.command)
+        base = make_trial(self.label(sha), (), request.seed, self.settings.steps, self.command, self.checkpoint)
         digest = hashlib.sha256(f"{base.id}:{sha}:{self.fingerprint}".encode()).hexdigest()[:16]
         trial = dataclasses.replace(base, id=digest)
         self.cwd[trial.id] = self.in_place.get(sha) or self.worktrees.checkout(sha)

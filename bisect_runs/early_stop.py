@@ -42,13 +42,13 @@ def judge_for(ref: Reference | None, keep_full: Collection[str] = REFERENCE_LABE
 
 
 def cost(outcomes: Iterable[Outcome], steps: int, ref: Reference | None) -> dict[str, Any]:
-    """Trial-steps the search ran (sum over trials of steps run) beside every trial at the full budget."""
+    """Trial-steps the search ran (sum over trials of steps run, from their checkpoint's step) beside every trial at the full budget."""
     finished = [o for o in outcomes if o.finished]
-    ran = sum(steps if o.steps_run is None else o.steps_run for o in finished)
+    ran = sum((steps if o.steps_run is None else o.steps_run) - o.start_step for o in finished)
     stopped = sum(o.stopped_early is not None for o in finished)
     return {
         "trial_steps": ran,
-        "full_budget_steps": len(finished) * steps,
+        "full_budget_steps": sum(steps - o.start_step for o in finished),
         "stopped_early": stopped,
         "from_step": None if ref is None else ref.start,
     }

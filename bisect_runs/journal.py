@@ -40,7 +40,7 @@ LOCK_FILE = ".lock"
 TRIALS_DIR = "trials"
 PREVIOUS_PREFIX = "previous-"
 # Settings that change what a trial is or what its number means; "differences" stands for the configs.
-IDENTITY = ("steps", "metric", "mode", "command", "good", "bad", "differences")
+IDENTITY = ("steps", "metric", "mode", "command", "good", "bad", "differences", "checkpoint")
 
 
 class Journal:
@@ -237,6 +237,8 @@ def identity_changes(entries: list[dict[str, Any]], identity: dict[str, Any]) ->
         if name == "differences":
             if (keys := _changed_differences(there, here)):
                 changed.append(f"the configs differ in other keys or values: {', '.join(keys)}")
+        elif name == "checkpoint" and there != here:  # its fingerprint is 64 hex digits: say what changed
+            changed.append(_checkpoint_change(there, here))
         elif there != here:
             changed.append(f"{name} {_shown(there)} there, {_shown(here)} here")
     return changed
@@ -250,6 +252,16 @@ def _changed_differences(there: list[dict[str, Any]], here: list[dict[str, Any]]
     changed = pairs(there) ^ pairs(here)
     keys = sorted({k for k, _ in changed})
     return keys[:5] + ([f"... ({len(keys)} keys)"] if len(keys) > 5 else [])
+
+
+def _checkpoint_change(there: Any, here: Any) -> str:
+    """`checkpoint ckpt.pt (step 20) there, none here`, or `the checkpoint's content changed`."""
+    def shown(c: Any) -> str:
+        return f"{c.get('path')} (step {c.get('step')})" if isinstance(c, dict) else "none"
+
+    if shown(there) == shown(here):
+        return f"the content of checkpoint {shown(here)} changed"
+    return f"checkpoint {shown(there)} there, {shown(here)} here"
 
 
 def _shown(value: Any) -> str:

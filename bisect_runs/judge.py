@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bisect_runs.checkpoint import shared_prefix
 from bisect_runs.commit_search import bisect_options, config_format
 from bisect_runs.commit_trials import CommitRunner, CommitTrials, observe
 from bisect_runs.errors import SettingsError
@@ -77,6 +79,7 @@ class Judge:
         self.bad = resolve(self.repo, settings.bad_rev) if settings.bad_rev else ""
         self.config = load_config(config_spec(settings, settings.config), config_format(settings)) if settings.config else None
         self.out_dir = settings.path(settings.out) or Path(settings.out)
+        self.checkpoint = shared_prefix(settings, shlex.split(settings.command or ""))  # as a code search's trials
 
     def run(self, good_values: list[float], bad_values: list[float]) -> JudgeResult:
         s = self.settings
@@ -84,7 +87,7 @@ class Judge:
         worktrees = Worktrees(self.repo, self.out_dir / WORKTREE_DIR)
         with executor, Journal(self.out_dir, resume=True) as journal, worktrees:
             trials = CommitTrials(s, [self.good, self.head, self.bad], worktrees, self.config,
-                                  in_place={self.head: Path(str(self.repo.working_tree_dir))})
+                                  in_place={self.head: Path(str(self.repo.working_tree_dir))}, checkpoint=self.checkpoint)
             runner = CommitRunner(
                 self.out_dir, executor, journal, trials.write_config, progress=self.progress,
                 commit_trials=trials, **runner_options(s),

@@ -27,7 +27,7 @@ _COMPARING = [  # how two configs are compared: diff and search rank alike
 ]
 
 _MEASURING = [  # what a trial runs, measures and for how long: search and judge
-    click.option("--command", help="Trainer command template ({python} {config} {run_dir} {steps} {seed} {overrides} {args})."),
+    click.option("--command", help="Trainer command template ({python} {config} {run_dir} {steps} {seed} {checkpoint} {overrides} {args})."),
     click.option("--metric", help="Metric to compare, e.g. val_loss."),
     click.option("--mode", type=click.Choice(MODES), help="Whether lower (min) or higher (max) is better."),
     click.option("--steps", type=int, help="Step budget of every trial."),
@@ -38,6 +38,9 @@ _TRAINER = [  # how a trial is run and read: search only
     click.option("--steps-key", help="Config key the step budget is written to (e.g. max_iters)."),
     click.option("--seed-key", help="Config key the seed is written to."),
     click.option("--run-dir-key", help="Config key the trial's run directory is written to (e.g. output_dir)."),
+    click.option("--checkpoint", metavar="PATH", help="Checkpoint every trial resumes from ({checkpoint}; key `checkpoint`)."),
+    click.option("--checkpoint-step", type=int, metavar="N", help="The step the checkpoint was taken at: trials run the steps after it."),
+    click.option("--checkpoint-key", help="Config key the checkpoint's path is written to (e.g. resume_from)."),
     click.option("--seed-base", type=int, help="First seed of the search (default 0)."),
     click.option("--metric-source", type=click.Choice(METRIC_SOURCES), help="Where metrics are read from."),
     click.option("--metric-pattern", metavar="REGEX", help="regex source: one group capturing the value in stdout."),

@@ -75,6 +75,7 @@ def finish(
         slot=end.slot,
         detail=detail,
         steps_run=trial.steps if early is None else max(last, early.step),
+        start_step=trial.start_step,
         stopped_early=None if early is None else early.to_json(),
     )
     write_outcome(out_dir, outcome)

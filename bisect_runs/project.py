@@ -46,6 +46,9 @@ class Settings:
     steps_key: str | None = None
     seed_key: str | None = None
     run_dir_key: str | None = None  # config key set to the trial's {run_dir} (`output_dir`)
+    checkpoint: str | None = None  # the shared prefix every trial resumes from ({checkpoint}; bisect_runs.checkpoint)
+    checkpoint_step: int | None = None  # the step that checkpoint was taken at: trials run the steps after it
+    checkpoint_key: str | None = None  # config key set to the checkpoint's path
     seeds: int | None = None  # seeds per arm for oat/ddmin and the first calibration round
     seed_base: int = 0
     parallel: int | str = "auto"
@@ -247,7 +250,7 @@ def _validate(s: Settings, source: str, flagged: frozenset[str] = frozenset()) -
     choice("strategy", STRATEGIES)
     choice("executor", EXECUTORS)
     choice("metric_source", METRIC_SOURCES)
-    for name, least in (("steps", 1), ("seeds", 1), ("max_runs", 1), ("retries", 0), ("gpus_per_trial", 0)):
+    for name, least in (("steps", 1), ("seeds", 1), ("max_runs", 1), ("retries", 0), ("gpus_per_trial", 0), ("checkpoint_step", 0)):
         v = getattr(s, name)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < least):
             what = "a positive" if least else "a non-negative"

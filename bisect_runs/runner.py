@@ -75,6 +75,7 @@ class TrialRunner:
         override_style: OverrideStyle | None = None,
         base_values: Mapping[str, Any] | None = None,
         run_dir_key: str | None = None,
+        checkpoint_key: str | None = None,
     ) -> None:
         if metric is None:
             raise TrialError("a metric is needed to judge trials: set `metric` in bisect.yaml or pass --metric")
@@ -98,6 +99,7 @@ class TrialRunner:
         self.override_style = override_style  # how {overrides} and {args} are written (Hydra when None)
         self.base_values = base_values  # the base config's flat values, for {args}
         self.run_dir_key = run_dir_key  # config key set to the trial's {run_dir}
+        self.checkpoint_key = checkpoint_key  # config key set to the path of the trial's checkpoint
         self.runs = 0  # distinct trials of this search run so far (replayed from a resumed journal too)
         self.launched = 0  # processes started by this runner, retries included
         self.flaky_seen = False  # a crash went away on retry: later crashes get more retries
@@ -168,6 +170,7 @@ class TrialRunner:
             style=self.override_style,
             base_values=self.base_values,
             run_dir_key=self.run_dir_key,
+            checkpoint_key=self.checkpoint_key,
         )
 
 

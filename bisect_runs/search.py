@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from bisect_runs import members
+from bisect_runs.checkpoint import shared_prefix
 from bisect_runs.crashes import attempt_counts
 from bisect_runs.curves import Reference
 from bisect_runs.diff import Factor, diff_configs
@@ -86,6 +87,7 @@ class Search:
         ]
         self.command = tuple(shlex.split(settings.command or ""))
         check_command(self.command)  # before OUT_DIR exists: a bad template leaves nothing behind
+        self.checkpoint = shared_prefix(settings, self.command)  # the shared prefix trials resume from, if any
         check_override_keys(self.command, self.diff, self.factors, settings)
         self.runner_options = runner_options(settings)
         self.out_dir = settings.path(settings.out) or Path(settings.out)
@@ -132,7 +134,7 @@ class Search:
         changes = tuple(sorted(self.changes_for(request.point).items(), key=lambda kv: kv[0]))
         assert self.settings.steps is not None
         seed = self.settings.seed_base if self.seed_check.ignored else request.seed  # deterministic: one run per point
-        return make_trial(self.label(request.point), changes, seed, self.settings.steps, self.command)
+        return make_trial(self.label(request.point), changes, seed, self.settings.steps, self.command, self.checkpoint)
 
     def write_config(self, trial: Trial, dest: Path) -> Path:
         """Write the trial's variant of the bad config into `dest`; return the path for {config}.
@@ -192,6 +194,7 @@ class Search:
                 differences=[d.to_json() for d in self.diff.differences],
                 invocation=self.invocation, invoked_in=str(Path.cwd()),
                 factors=[{"name": f.name, "keys": _factor_keys(f)} for f in self.factors],
+                checkpoint=None if self.checkpoint is None else self.checkpoint.to_json(), checkpoint_key=s.checkpoint_key,
             )  # fmt: skip
             self.journal = journal
             ctx = self.context(executor.capacity)
@@ -236,6 +239,7 @@ class Search:
         return {
             "good": s.good, "bad": s.bad, "metric": s.metric, "mode": s.mode, "steps": s.steps,
             "command": s.command, "differences": [d.to_json() for d in self.diff.differences],
+            "checkpoint": None if self.checkpoint is None else self.checkpoint.to_json(),
         }  # fmt: skip
 
     def keep_finished(self, into: Path | None) -> None:
@@ -423,6 +427,7 @@ class Search:
         finished = [o for tid in self.journal.recorded_ids() if (o := self.journal.finished(tid)) is not None]
         result.early_stop = cost(finished, result.steps, self.reference)
         result.trial_steps = result.early_stop["trial_steps"]
+        result.checkpoint = None if self.checkpoint is None else self.checkpoint.to_json()
         write_summary(self.out_dir, result)
         write_report(self.out_dir)
         return result

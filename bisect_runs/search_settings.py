@@ -35,11 +35,16 @@ def check_override_keys(command: tuple[str, ...], diff: DiffResult, factors: lis
     style = parse_style(s.override_style)
     keys: list[str] = []
     if uses_placeholder(command, "overrides"):
-        keys = [k for f in factors for k in f.keys] + [k for k in (s.steps_key, s.seed_key, s.run_dir_key) if k]
+        keys = [k for f in factors for k in f.keys] + _set_keys(s)
     if uses_placeholder(command, "args"):
-        keys += [*diff.flat_b.values, *diff.flat_a.values] + [k for k in (s.steps_key, s.seed_key, s.run_dir_key) if k]
+        keys += [*diff.flat_b.values, *diff.flat_a.values] + _set_keys(s)
     for key in dict.fromkeys(keys):
         check_key(key, style)
+
+
+def _set_keys(s: Settings) -> list[str]:
+    """The config keys every trial sets: budget, seed, run directory, checkpoint."""
+    return [k for k in (s.steps_key, s.seed_key, s.run_dir_key, s.checkpoint_key) if k]
 
 
 def runner_options(s: Settings) -> dict[str, Any]:
@@ -52,6 +57,7 @@ def runner_options(s: Settings) -> dict[str, Any]:
         "steps_key": s.steps_key,
         "seed_key": s.seed_key,
         "run_dir_key": s.run_dir_key,
+        "checkpoint_key": s.checkpoint_key,
         "gpus_per_trial": s.gpus_per_trial,
         "override_style": parse_style(s.override_style),
     }

@@ -36,6 +36,7 @@ class SearchResult:
     seeds: dict[str, Any] | None = None  # whether the trainer used the seed (strategies.seeding.SeedCheck)
     trial_steps: int | None = None  # steps the trials ran, summed (early stopping makes it less than runs x steps)
     early_stop: dict[str, Any] | None = None  # early_stop.cost: full-budget steps, trials stopped, from which step
+    checkpoint: dict[str, Any] | None = None  # the shared prefix every trial resumed from (path, step, fingerprint)
 
     @property
     def exit_code(self) -> int:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from bisect_runs.atomic import write_json
+from bisect_runs.checkpoint import Checkpoint
 from bisect_runs.errors import TrialError
 from bisect_runs.executors.base import Launch
 
@@ -30,7 +31,7 @@ from bisect_runs.executors.base import Launch
 OK, DIVERGED, CRASHED, TIMEOUT, INTERRUPTED = "ok", "diverged", "crashed", "timeout", "interrupted"
 FINISHED = frozenset({OK, DIVERGED, CRASHED, TIMEOUT})  # interrupted trials are run again on --resume
 
-PLACEHOLDERS = ("config", "run_dir", "steps", "seed", "overrides", "args", "python")
+PLACEHOLDERS = ("config", "run_dir", "steps", "seed", "checkpoint", "overrides", "args", "python")
 ABSENT_JSON: dict[str, bool] = {"$absent": True}  # how a removed key (variants.ABSENT) is written in JSON
 ENV_PREFIX = "BISECT_RUNS_"
 START_ERROR = "start_error"  # ProcessEnd.extra key set by executors when the command could not start
@@ -53,6 +54,12 @@ class Trial:
     steps: int
     command: tuple[str, ...]  # the template, shlex-split, placeholders unsubstituted
     id: str = ""  # stable hash of the above (label excluded); filled by `make_trial`
+    checkpoint: Checkpoint | None = None  # the shared prefix the trial resumes from (part of its id)
+
+    @property
+    def start_step(self) -> int:
+        """The step the trial starts from: its checkpoint's, else 0."""
+        return 0 if self.checkpoint is None else self.checkpoint.step
 
 
 @dataclass
@@ -75,7 +82,8 @@ class Outcome:
     # A crash that did not repeat on retry (or a lost job): infrastructure, not judged.
     infra: bool = False
     attempts: list[dict[str, Any]] = field(default_factory=list)  # earlier attempts (status, detail, ...)
-    steps_run: int | None = None  # steps the trainer ran: the budget, or where it was stopped early
+    steps_run: int | None = None  # the step the trainer reached: the budget, or where it was stopped early
+    start_step: int = 0  # the step it started from (its checkpoint's): it ran steps_run - start_step steps
     stopped_early: dict[str, Any] | None = None  # curves.EarlyStop.to_json() when stopped early
 
     @property
@@ -129,18 +137,25 @@ def make_trial(
     seed: int,
     steps: int,
     command: Sequence[str],
+    checkpoint: Checkpoint | None = None,
 ) -> Trial:
-    """A trial with its id: 16 hex digits of sha256 over changes, seed, steps and command."""
+    """A trial with its id: 16 hex digits of sha256 over changes, seed, steps, command and checkpoint."""
     items = changes.items() if isinstance(changes, Mapping) else changes
     ordered = tuple(sorted(((str(k), v) for k, v in items), key=lambda kv: kv[0]))
     command = tuple(command)
-    return Trial(label, ordered, int(seed), int(steps), command, trial_id(ordered, seed, steps, command))
+    tid = trial_id(ordered, seed, steps, command, checkpoint)
+    return Trial(label, ordered, int(seed), int(steps), command, tid, checkpoint)
 
 
-def trial_id(changes: Iterable[tuple[str, Any]], seed: int, steps: int, command: Sequence[str]) -> str:
-    """Stable id: the same variant, seed, budget and command give the same id in any process."""
+def trial_id(
+    changes: Iterable[tuple[str, Any]], seed: int, steps: int, command: Sequence[str], checkpoint: Checkpoint | None = None
+) -> str:
+    """Stable id: the same variant, seed, budget, command and checkpoint give the same id in any process."""
+    fields = {"changes": [[k, v] for k, v in changes], "seed": int(seed), "steps": int(steps), "command": list(command)}
+    if checkpoint is not None:  # absent otherwise: trials without one keep the ids they always had
+        fields["checkpoint"] = checkpoint.to_json()
     canonical = json.dumps(
-        {"changes": [[k, v] for k, v in changes], "seed": int(seed), "steps": int(steps), "command": list(command)},
+        fields,
         sort_keys=True,
         separators=(",", ":"),
         default=encode_value,
@@ -184,6 +199,7 @@ def trial_to_json(trial: Trial) -> dict[str, Any]:
         "seed": trial.seed,
         "steps": trial.steps,
         "command": list(trial.command),
+        **({"checkpoint": trial.checkpoint.to_json()} if trial.checkpoint is not None else {}),
     }
 
 
@@ -197,6 +213,7 @@ def trial_from_json(data: Mapping[str, Any]) -> Trial:
         steps=int(data["steps"]),
         command=tuple(data.get("command", [])),
         id=str(data["id"]),
+        checkpoint=Checkpoint.from_json(data.get("checkpoint")),
     )
 
 
@@ -293,13 +310,17 @@ def _reads_as_itself(text: str) -> bool:
         return False
 
 
-def config_changes(trial: Trial, steps_key: str | None = None, seed_key: str | None = None) -> tuple[tuple[str, Any], ...]:
-    """The trial's changes plus the budget and seed where the config itself names them."""
+def config_changes(
+    trial: Trial, steps_key: str | None = None, seed_key: str | None = None, checkpoint_key: str | None = None
+) -> tuple[tuple[str, Any], ...]:
+    """The trial's changes plus the budget, seed and checkpoint where the config itself names them."""
     merged = dict(trial.changes)
     if steps_key:
         merged[steps_key] = trial.steps
     if seed_key:
         merged[seed_key] = trial.seed
+    if checkpoint_key and trial.checkpoint is not None:
+        merged[checkpoint_key] = trial.checkpoint.path
     return tuple(sorted(merged.items(), key=lambda kv: kv[0]))
 
 
@@ -317,11 +338,13 @@ def prepare_launch(
     style: OverrideStyle | None = None,
     base_values: Mapping[str, Any] | None = None,
     run_dir_key: str | None = None,
+    checkpoint_key: str | None = None,
 ) -> Launch:
     """Create the trial's directory, write its config, substitute its command; return the launch.
 
     `style` writes `{overrides}` and `{args}`; `base_values` (the bad config's flat values) fill `{args}`;
-    `run_dir_key` names the config key that gets `{run_dir}` (`output_dir` of `TrainingArguments`).
+    `run_dir_key` names the config key that gets `{run_dir}` (`output_dir` of `TrainingArguments`),
+    `checkpoint_key` the one that gets the checkpoint's path.
     """
     from bisect_runs.overrides import HYDRA, args_words, override_words_for
 
@@ -329,12 +352,16 @@ def prepare_launch(
         raise TrialError(f"trial {trial.label!r} has no id: build trials with make_trial")
     paths = trial_paths(out_dir, trial.id)
     _fresh_dir(paths, attempt)
-    changes = config_changes(trial, steps_key, seed_key)
+    changes = config_changes(trial, steps_key, seed_key, checkpoint_key)
     if run_dir_key:
         changes = tuple(sorted({**dict(changes), run_dir_key: str(paths.run_dir)}.items(), key=lambda kv: kv[0]))
     config = Path(write_config(dataclasses.replace(trial, changes=changes), paths.config_dir)).absolute()
     paths.run_dir.mkdir()
     values = {"config": str(config), "run_dir": str(paths.run_dir), "steps": str(trial.steps), "seed": str(trial.seed)}
+    if trial.checkpoint is not None:
+        values.update(checkpoint=trial.checkpoint.path, checkpoint_step=str(trial.checkpoint.step))
+    elif uses_placeholder(trial.command, "checkpoint"):
+        raise TrialError(f"trial {trial.label!r}: the command uses {{checkpoint}} but the trial has no checkpoint")
     env = {ENV_PREFIX + k.upper(): v for k, v in values.items()}
     env.update(extra_env or {})  # the trackers' grouping (bisect_runs.trackers)
     values["python"] = sys.executable  # the interpreter running bisect-runs (and its packages)

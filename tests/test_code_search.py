@@ -19,6 +19,7 @@ from bisect_runs.code_search import (
     point_at,
     position_of,
 )
+from bisect_runs.journal import read_journal
 from bisect_runs.project import make_settings
 from bisect_runs.strategies import drive
 from bisect_runs.strategies.base import CRASHED, DIVERGED, OK, Observation, Request, SearchContext
@@ -320,3 +321,32 @@ def test_a_good_revision_that_never_runs_is_an_answer_not_a_crash() -> None:
     decision, _, _ = simulate(20, 5, skips={0}, seed=9)
     assert not decision.reproduced
     assert decision.verdict.startswith("The good revision does not run")
+
+
+def test_commit_trials_resume_from_a_shared_checkpoint(tmp_path: Path, config_file: Path) -> None:
+    repo = make_repo(tmp_path, commits=6, culprit=3, broken=None)
+    ckpt = tmp_path / "step-2.pt"
+    ckpt.write_bytes(b"weights of the shared prefix")
+    out = tmp_path / "out"
+    extra = {"checkpoint": str(ckpt), "checkpoint_step": 2, "checkpoint_key": "resume_from"}
+    result = CodeSearch(settings_for(repo.path, out, config_file, **extra)).run()
+    assert result.culprits == [[f"commit:{repo.culprit}"]]
+    trials = [e for e in read_journal(out) if e.get("event") == "trial"]
+    for t in trials:
+        assert t["trial"]["checkpoint"]["path"] == str(ckpt) and t["outcome"]["start_step"] == 2
+        config = json.loads((out / "trials" / t["trial"]["id"] / "config" / "cfg.json").read_text())
+        assert config["resume_from"] == str(ckpt)
+
+
+def test_cli_checkpoint_placeholder_without_a_checkpoint_when_bisecting_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    repo = make_repo(tmp_path, commits=2, culprit=1, broken=None)
+    args = search_args(repo.path, tmp_path / "out", "--good-rev", "good", "--bad-rev", "main")
+    args[args.index("--command") + 1] = COMMAND + " --resume {checkpoint}"
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: the command template uses {checkpoint} but no checkpoint is set: "
+        "pass --checkpoint PATH and --checkpoint-step N (or `checkpoint` in bisect.yaml)\n"
+    )
+    assert not (tmp_path / "out").exists()

@@ -82,7 +82,7 @@ def test_unknown_placeholder_lists_the_valid_ones() -> None:
         substitute(("train", "--x={sed}", "{out_dir}"), {}, [])
     assert str(err.value) == (
         "command template: unknown placeholder(s) {out_dir}, {sed}; "
-        "valid: {config}, {run_dir}, {steps}, {seed}, {overrides}, {args}, {python}"
+        "valid: {config}, {run_dir}, {steps}, {seed}, {checkpoint}, {overrides}, {args}, {python}"
     )
 
 

@@ -8,13 +8,13 @@ from bisect_runs.report.record import TrialRecord
 
 
 def cost_section(trials: list[TrialRecord]) -> dict[str, Any]:
-    """Trials run, trial-steps (steps run, summed), wall hours, GPU-hours (wall × GPUs per trial) and CPU-only trial hours."""
+    """Trials run, trial-steps (steps run from each trial's checkpoint, summed), wall hours, GPU-hours (wall × GPUs per trial) and CPU-only trial hours."""
     gpu_s = sum(t.wall_s * t.gpus for t in trials)
     cpu_s = sum(t.wall_s for t in trials if not t.gpus)
     return {
         "trials": len(trials),
-        "trial_steps": sum(t.steps if t.steps_run is None else t.steps_run for t in trials),
-        "full_budget_steps": sum(t.steps for t in trials),
+        "trial_steps": sum((t.steps if t.steps_run is None else t.steps_run) - t.start_step for t in trials),
+        "full_budget_steps": sum(t.steps - t.start_step for t in trials),
         "stopped_early": sum(t.stopped_early is not None for t in trials),
         "trial_hours": round(sum(t.wall_s for t in trials) / 3600, 4),
         "gpu_hours": round(gpu_s / 3600, 4),

@@ -196,7 +196,7 @@ def _reproduce(c: dict[str, Any]) -> list[str]:
     lines += ["Regenerate this page without running anything:", "", "```sh", r["report"], "```", ""]
     lines += [
         f"- Good config (A): `{r['good']}`; regressed config (B): `{r['bad']}`",
-        f"- Budget: {r['steps']} steps per trial; strategy: `{r['strategy']}`; seeds used: {seed_ranges(r['seeds'])}",
+        f"- Budget: {r['steps']} steps per trial{_resumed(r)}; strategy: `{r['strategy']}`; seeds used: {seed_ranges(r['seeds'])}",
         f"- Statistics: {r['statistics']}",
         "",
     ]
@@ -236,6 +236,14 @@ def _environment(c: dict[str, Any]) -> list[str]:
     cpu = f", {duration(costs['cpu_trial_hours'])} of CPU-only trials" if costs["cpu_trial_hours"] else ""
     lines.append(f"- Cost: {costs['trials']} trials, {trial_steps(costs)}, {gpu}{cpu}{span_text}")
     return lines + [""]
+
+
+def _resumed(r: dict[str, Any]) -> str:
+    """', each resumed from checkpoint `ckpt.pt` (step 20) and ran steps 20-40', when the trials shared a prefix."""
+    ckpt = r.get("checkpoint")
+    if not isinstance(ckpt, dict):
+        return ""
+    return f", each resumed from checkpoint `{ckpt.get('path')}` (step {ckpt.get('step')}) and ran steps {ckpt.get('step')}-{r['steps']}"
 
 
 def trial_steps(costs: dict[str, Any]) -> str:

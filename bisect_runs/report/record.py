@@ -48,7 +48,9 @@ class TrialRecord:
     argv: list[str] = field(default_factory=list)  # the substituted command, from launch.json
     time: float | None = None
     cwd: str | None = None  # where the trainer ran, when the executor recorded it
-    steps_run: int | None = None  # steps the trainer ran (fewer than `steps` when stopped early)
+    steps_run: int | None = None  # the step the trainer reached (below `steps` when stopped early)
+    start_step: int = 0  # the step it resumed from (its checkpoint's)
+    checkpoint: dict[str, Any] | None = None  # the shared prefix it resumed from: path, step, fingerprint
     stopped_early: dict[str, Any] | None = None  # where it stopped and its projection (curves.EarlyStop)
 
 
@@ -167,6 +169,8 @@ def _trial_record(entry: dict[str, Any], out: Path) -> TrialRecord:
         time=as_float(entry.get("time")),
         cwd=str(launch["cwd"]) if launch.get("cwd") else None,
         steps_run=int(outcome["steps_run"]) if isinstance(outcome.get("steps_run"), int) else None,
+        start_step=int(outcome["start_step"]) if isinstance(outcome.get("start_step"), int) else 0,
+        checkpoint=trial["checkpoint"] if isinstance(trial.get("checkpoint"), dict) else None,
         stopped_early=outcome.get("stopped_early") if isinstance(outcome.get("stopped_early"), dict) else None,
     )
 

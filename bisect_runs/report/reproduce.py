@@ -41,9 +41,10 @@ def reproduce_section(record: SearchRecord, environment: dict[str, Any] | None =
     s = record.summary or record.settings
     template = next((t.command for t in record.trials if t.command), []) or _split(s.get("command"))
     out_rel = _relative_to(record.out_dir, record.settings.get("invoked_in"))
+    checkpoint = next((t.checkpoint for t in record.trials if t.checkpoint), None) or s.get("checkpoint")
     flags = [("--good", s.get("good")), ("--bad", s.get("bad")), ("--command", command_text(template) if template else None),
              ("--metric", s.get("metric")), ("--mode", s.get("mode")), ("--steps", s.get("steps")),
-             ("--strategy", s.get("strategy")), ("--out", out_rel)]  # fmt: skip
+             ("--strategy", s.get("strategy")), ("--out", out_rel), *_checkpoint_flags(checkpoint, record.settings)]  # fmt: skip
     words = ["bisect-runs", "search"] + [w for flag, v in flags if v not in (None, "") for w in (flag, str(v))]
     full = command_text(words)  # every setting spelled out: runs without bisect.yaml
     invocation = record.settings.get("invocation")
@@ -68,12 +69,21 @@ def reproduce_section(record: SearchRecord, environment: dict[str, Any] | None =
         "bad": s.get("bad"),
         "seeds": sorted({t.seed for t in record.trials}),
         "steps": record.steps,
+        "checkpoint": checkpoint,
         "strategy": s.get("strategy"),
         "cwd": next((t.cwd for t in record.trials if t.cwd), None) or record.settings.get("invoked_in")
         or _search_cwd(environment),
         "statistics": STATISTICS,
         "trials": examples,
     }
+
+
+def _checkpoint_flags(checkpoint: Any, settings: dict[str, Any]) -> list[tuple[str, Any]]:
+    """--checkpoint, --checkpoint-step and --checkpoint-key of a search whose trials resumed from a checkpoint."""
+    if not isinstance(checkpoint, dict):
+        return []
+    return [("--checkpoint", checkpoint.get("path")), ("--checkpoint-step", checkpoint.get("step")),
+            ("--checkpoint-key", settings.get("checkpoint_key"))]  # fmt: skip
 
 
 def _without_budgets(words: list[str]) -> list[str]:

@@ -1,6 +1,6 @@
 """A tiny real PyTorch trainer that streams its learning curve, for the early-stopping tests.
 
-    python curve_trainer.py --config CFG --run-dir DIR --steps N --seed S
+    python curve_trainer.py --config CFG --run-dir DIR --steps N --seed S [--checkpoint CKPT] [--save CKPT]
 
 Least squares on a fixed synthetic regression set (data seed 0), a two-layer MLP trained by SGD
 with the config's `lr`, `weight_decay` and `clip` (the update written out: constructing a
@@ -8,6 +8,9 @@ with the config's `lr`, `weight_decay` and `clip` (the update written out: const
 and the batch order. Every `eval_every` steps (config, default 5) it appends
 {"step", "val_loss"} to run_dir/metrics.jsonl, flushed. `step_s` (config) paces each step so
 that a step takes about as long as a real model's would and a running trial can be watched.
+`--save` writes {"step", "model"} at the end (torch.save); `--checkpoint` resumes from such a file
+(torch.load, weights_only): it logs the loaded model's loss at the checkpoint's step first, then
+trains the steps after it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ def main() -> int:
         p.add_argument(name, required=True)
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--checkpoint", help="resume from this checkpoint")
+    p.add_argument("--save", help="write a checkpoint here at the end")
     args = p.parse_args()
     cfg = yaml.safe_load(Path(args.config).read_text())
     torch.set_num_threads(1)
@@ -40,8 +45,15 @@ def main() -> int:
     every, pace = int(cfg.get("eval_every", 5)), float(cfg.get("step_s", 0.0))
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    start = 0
+    if args.checkpoint:
+        state = torch.load(args.checkpoint, weights_only=True)
+        model.load_state_dict(state["model"])
+        start = int(state["step"])
     with (run_dir / "metrics.jsonl").open("a", encoding="utf-8") as log:
-        for step in range(1, args.steps + 1):
+        if args.checkpoint:  # the loaded model's loss, at the step it was saved: proof of the resume
+            log.write(json.dumps({"step": start, "val_loss": evaluate(model, val_x, val_y)}) + "\n")
+        for step in range(start + 1, args.steps + 1):
             batch = torch.randint(0, 192, (32,))
             loss = torch.nn.functional.mse_loss(model(train_x[batch]), train_y[batch])
             model.zero_grad()
@@ -49,11 +61,16 @@ def main() -> int:
             sgd_step(model, lr, decay, clip)
             time.sleep(pace)
             if step % every == 0 or step == args.steps:
-                with torch.no_grad():
-                    val = torch.nn.functional.mse_loss(model(val_x), val_y).item()
-                log.write(json.dumps({"step": step, "val_loss": val}) + "\n")
+                log.write(json.dumps({"step": step, "val_loss": evaluate(model, val_x, val_y)}) + "\n")
                 log.flush()
+    if args.save:
+        torch.save({"step": args.steps, "model": model.state_dict()}, args.save)
     return 0
+
+
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return torch.nn.functional.mse_loss(model(x), y).item()
 
 
 def sgd_step(model: torch.nn.Module, lr: float, decay: float, clip: float) -> None:
