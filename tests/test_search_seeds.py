@@ -22,6 +22,8 @@ def test_identical_values_across_seeds_are_judged_deterministic(tmp_path: Path) 
     assert {t["label"] for t in trials if t["seed"] != 0} <= {"A", "B"}  # only calibration tried other seeds
     report = (root / "out" / "report.md").read_text()
     assert "## Seeds\n\n> **Warning: the trainer ignores the seed" in report
+    assert "the same at every seed: the trainer ignores the seed)" in report  # the gap without made-up numbers
+    assert "— to —" not in report and "CI 100–100 %" not in report and "mean ± sd over 2 and 2 seeds" not in report
 
 
 def test_a_trainer_that_uses_the_seed_gets_no_warning(tmp_path: Path) -> None:

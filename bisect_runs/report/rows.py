@@ -161,7 +161,10 @@ def effect_text(effect: dict[str, Any] | None, unit: Unit) -> str:
     if not effect or as_float(effect.get("effect")) is None:
         return "—"
     lo, hi = as_float(effect.get("ci_low")), as_float(effect.get("ci_high"))
-    return f"{unit.diff(as_float(effect.get('effect')), unit=False)} ({unit.diff(lo, False, False)} to {unit.diff(hi, False, False)})"
+    text = unit.diff(as_float(effect.get("effect")), unit=False)
+    if lo is None or hi is None:  # a trainer that ignores the seed: one measurement, no interval
+        return text
+    return f"{text} ({unit.diff(lo, False, False)} to {unit.diff(hi, False, False)})"
 
 
 def culprit_rows(s: dict[str, Any], unit: Unit) -> list[dict[str, Any]]:
@@ -176,6 +179,8 @@ def culprit_rows(s: dict[str, Any], unit: Unit) -> list[dict[str, Any]]:
         share = _repair_share(s, keys)
         if share is not None:  # the search's own repair share, its interval brought to 95 %
             frac, lo, hi = share_at_95(share)
+        if deterministic(s):  # one measurement per point: an interval would be made up
+            lo = hi = None
         rows.append({
             "keys": keys,
             "group": _culprit_group(s, keys),
@@ -189,6 +194,12 @@ def culprit_rows(s: dict[str, Any], unit: Unit) -> list[dict[str, Any]]:
             "explained_ci_high": finite_or_none(hi), "explained_ci_level": 95,
         })  # fmt: skip
     return rows
+
+
+def deterministic(s: dict[str, Any]) -> bool:
+    """Whether the search found that the trainer ignores the seed (its numbers have no intervals)."""
+    seeds = s.get("seeds")
+    return isinstance(seeds, dict) and bool(seeds.get("ignored"))
 
 
 def _culprit_group(s: dict[str, Any], keys: list[str]) -> str | None:

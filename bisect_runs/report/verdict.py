@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from bisect_runs.report.record import SearchRecord, label_set
-from bisect_runs.report.rows import culprit_rows
+from bisect_runs.report.rows import culprit_rows, deterministic
 from bisect_runs.report.units import Unit, mean_sd, side_text
 
 
@@ -54,11 +54,16 @@ def _gap_sentence(s: dict[str, Any], r: dict[str, Any], metric: str, unit: Unit)
     at = f"At {steps:,} steps, " if isinstance(steps, int) and steps else ""
     a, b = r["a"], r["b"]
     facts = []
-    if a.get("mean") is not None and b.get("mean") is not None:
-        facts.append(f"{metric} {mean_sd(b, unit)} for B against {mean_sd(a, unit)} for A, mean ± sd over {b['n']} and {a['n']} seeds")
-    p = r.get("p_value")
-    p_text = f", p = {p:.2g}" if isinstance(p, float) and math.isfinite(p) else ""
-    facts.append(f"95 % CI {unit.interval(r['ci_low'], r['ci_high'])}{p_text}")
+    if deterministic(s):  # identical at every seed: no spread, no interval, no p-value to give
+        if a.get("mean") is not None and b.get("mean") is not None:
+            facts.append(f"{metric} {unit.value(b['mean'])} for B against {unit.value(a['mean'])} for A, "
+                         "the same at every seed: the trainer ignores the seed")
+    else:
+        if a.get("mean") is not None and b.get("mean") is not None:
+            facts.append(f"{metric} {mean_sd(b, unit)} for B against {mean_sd(a, unit)} for A, mean ± sd over {b['n']} and {a['n']} seeds")
+        p = r.get("p_value")
+        p_text = f", p = {p:.2g}" if isinstance(p, float) and math.isfinite(p) else ""
+        facts.append(f"95 % CI {unit.interval(r['ci_low'], r['ci_high'])}{p_text}")
     why = "; ".join(facts)
     if s.get("reproduced") is False:
         return (
