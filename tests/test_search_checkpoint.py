@@ -138,6 +138,12 @@ def errors(tmp_path: Path, *args: str, **settings: Any) -> str:
     return output
 
 
+def a_checkpoint_file(tmp_path: Path) -> None:
+    """The file the project names as its checkpoint (prefix/ckpt.pt), with any bytes."""
+    (tmp_path / "prefix").mkdir()
+    (tmp_path / "prefix" / "ckpt.pt").write_bytes(b"weights")
+
+
 def test_checkpoint_placeholder_without_a_checkpoint(tmp_path: Path) -> None:
     output = errors(tmp_path, checkpoint=None, checkpoint_step=None)
     assert output == (
@@ -152,8 +158,7 @@ def test_a_checkpoint_that_does_not_exist(tmp_path: Path) -> None:
 
 
 def test_a_checkpoint_without_its_step(tmp_path: Path) -> None:
-    (tmp_path / "prefix").mkdir()
-    (tmp_path / "prefix" / "ckpt.pt").write_bytes(b"weights")
+    a_checkpoint_file(tmp_path)
     output = errors(tmp_path, checkpoint_step=None)
     assert output == (
         f"Error: checkpoint {tmp_path / 'prefix' / 'ckpt.pt'}: set --checkpoint-step N, the step it was taken at "
@@ -162,8 +167,7 @@ def test_a_checkpoint_without_its_step(tmp_path: Path) -> None:
 
 
 def test_a_checkpoint_step_past_the_budget(tmp_path: Path) -> None:
-    (tmp_path / "prefix").mkdir()
-    (tmp_path / "prefix" / "ckpt.pt").write_bytes(b"weights")
+    a_checkpoint_file(tmp_path)
     output = errors(tmp_path, "--checkpoint-step", "40")
     assert output == "Error: checkpoint_step 40 must be below the step budget (steps: 40)\n"
 
@@ -174,8 +178,7 @@ def test_a_negative_checkpoint_step(tmp_path: Path) -> None:
 
 
 def test_a_checkpoint_the_trials_would_not_get(tmp_path: Path) -> None:
-    (tmp_path / "prefix").mkdir()
-    (tmp_path / "prefix" / "ckpt.pt").write_bytes(b"weights")
+    a_checkpoint_file(tmp_path)
     output = errors(tmp_path, command=TRAIN)
     assert output == (
         f"Error: checkpoint {tmp_path / 'prefix' / 'ckpt.pt'} is set but the trials would not get it: "
