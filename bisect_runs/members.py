@@ -19,6 +19,7 @@ from bisect_runs.strategies.base import OK, Decision, Observation, Point, Reques
 from bisect_runs.strategies.calibration import a_point, b_point
 from bisect_runs.strategies.effects import Fraction
 from bisect_runs.strategies.evidence import Evidence
+from bisect_runs.strategies.rounds import ask
 from bisect_runs.strategies.verdicts import direct_shares
 
 MAX_MEMBERS = 6  # a larger set costs more runs than it tells: the verdict names it whole
@@ -65,7 +66,7 @@ def member_shares(ev: Evidence, members: list[int], seeds: list[int]) -> Generat
     points: list[Point] = [a, b] + [frozenset({m}) for m in members] + [b - {m} for m in members]
     requests = [Request(p, seed) for seed in seeds for p in points]
     ev.requested.update((r.point, r.seed) for r in requests)
-    ev.add((yield requests))
+    yield from ask(ev, requests, "members", [])  # its phase names the round and keeps early stopping off
     return {m: direct_shares(ev, frozenset({m}), level=0.95) for m in members}
 
 
