@@ -71,7 +71,6 @@ def test_a_single_culprit_costs_logarithmically_in_n() -> None:
     assert mean_runs(96) <= mean_runs(12) + 16
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall: a misleading ranking still costs bayes several times its runs; the tempering of the prior is not done; docs/search.md")
 def test_the_ranking_is_used_and_a_wrong_one_costs_little() -> None:
     """The same regressions with the culprit ranked first, at random, and last."""
     costs = {}

@@ -25,10 +25,13 @@ SWEEPS = 2
 
 
 class Predictor:
-    """Predicted losses of many hypotheses at once: linear terms plus one pair and one triple product each."""
+    """Predicted losses of many hypotheses at once: each one's level at A, linear terms, one pair and one triple product."""
 
-    def __init__(self, hyps: Sequence[Explanation], coef: Sequence[np.ndarray], n: int) -> None:
+    def __init__(
+        self, hyps: Sequence[Explanation], coef: Sequence[np.ndarray], n: int, level: np.ndarray | None = None
+    ) -> None:
         m = len(hyps)
+        self.level = np.zeros(m) if level is None else np.asarray(level, dtype=float)
         self.linear = np.zeros((m, n))
         self.idx = np.zeros((m, 3), dtype=int)
         self.pair, self.triple = np.zeros(m), np.zeros(m)
@@ -53,7 +56,8 @@ class Predictor:
     def __call__(self, xb: np.ndarray) -> np.ndarray:
         """Hypotheses x rows."""
         a, b, c = (xb[:, self.idx[:, j]].T for j in range(3))
-        return self.linear @ xb.T + self.pair[:, None] * a * b + self.triple[:, None] * a * b * c
+        products = self.pair[:, None] * a * b + self.triple[:, None] * a * b * c
+        return self.level[:, None] + self.linear @ xb.T + products
 
 
 def oriented(h: Explanation, c: np.ndarray) -> np.ndarray:
@@ -89,7 +93,7 @@ def choose(
     free = slots - len(points)
     if free <= 0:
         return points
-    hyps, coef, w, sigma, shared = plan_inputs(post, first, first_prior)
+    hyps, coef, level, w, sigma, shared = plan_inputs(post, first, first_prior)
     suspects = leading_suspects(hyps, w, n)
     xb = rng.random((slots, n)) < 0.5
     for k, p in enumerate(points):
@@ -97,7 +101,7 @@ def choose(
         xb[k, list(p)] = True
     xb = xb.astype(float)
 
-    predict = Predictor(hyps, coef, n)
+    predict = Predictor(hyps, coef, n, level)
 
     def value(xm: np.ndarray) -> float:
         return information(predict(xm), w, sigma, shared)
@@ -125,19 +129,24 @@ def distinct(xb: np.ndarray, row: int) -> bool:
 
 def plan_inputs(
     post: Posterior | None, first: Sequence[Explanation], first_prior: np.ndarray | None
-) -> tuple[list[Explanation], list[np.ndarray], np.ndarray, float, float]:
-    """The hypotheses the criterion weighs, their coefficients, weights, noise sd and shared share."""
+) -> tuple[list[Explanation], list[np.ndarray], np.ndarray, np.ndarray, float, float]:
+    """The hypotheses the criterion weighs, their coefficients and levels at A, weights, noise sd and shared share.
+
+    Each hypothesis fits its own level at A: two that differ in a factor every run so far had
+    at B's value predict the same losses there, so only runs that toggle it tell them apart.
+    """
     if post is None:  # before any run: the prior, every culprit with a unit effect, noise half of it
         hyps = list(first)
         coef = [np.array([1.0, -0.5][: len(h.signs)]) if h.kind != "diffuse" else np.array([]) for h in hyps]
         w = np.exp(first_prior) if first_prior is not None else np.ones(len(hyps))
-        return hyps, coef, w / w.sum(), 0.5, 0.0
+        return hyps, coef, np.zeros(len(hyps)), w / w.sum(), 0.5, 0.0
     order = np.argsort(-post.prob)[:MAX_HYPOTHESES]
     hyps = [post.hyps[k] for k in order]
     coef = [post.coef[k] for k in order]
+    level = post.level[order] if post.level is not None else np.zeros(len(order))
     w = post.prob[order] / post.prob[order].sum()
     sigma = max(post.sigma, 1e-6 * max(1.0, float(np.max(np.abs(post.gap)))))
-    return hyps, coef, w, sigma, min(post.shared, 0.9)
+    return hyps, coef, level, w, sigma, min(post.shared, 0.9)
 
 
 def leading_suspects(hyps: Sequence[Explanation], w: np.ndarray, n: int) -> list[int]:

@@ -54,6 +54,7 @@ class Posterior:
     gap_sd: np.ndarray
     sigma: float  # noise sd (total) of the best explanation
     shared: float  # share of the noise variance common to a seed (posterior mean)
+    level: np.ndarray | None = None  # posterior mean loss at A per hypothesis (centred: the same offset for all)
 
     def best(self) -> int:
         return int(np.argmax(self.prob))
@@ -96,7 +97,7 @@ def marginals(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Log marginal likelihoods of a batch of same-width designs (m, N, k) under the conjugate prior.
 
-    Returns (log m, posterior coefficient means, their covariances, noise variance estimates).
+    Returns (log m, posterior means with the intercept first, covariances of the others, noise variances).
     """
     m, n_obs, _ = cols.shape
     ones = np.ones((m, n_obs, 1))
@@ -118,7 +119,7 @@ def marginals(
     )
     var = bn / an
     inv = np.linalg.inv(a)
-    return logm, beta[:, 1:], inv[:, 1:, 1:] * var[:, None, None], var
+    return logm, beta, inv[:, 1:, 1:] * var[:, None, None], var
 
 
 def sign_adjustment(signs: Sequence[int], mean: np.ndarray, cov: np.ndarray, delta: float, tau: float) -> float:
@@ -192,7 +193,7 @@ def score(
             logm, beta, cov, var = marginals(cols, yw, w, g, b0)
             for idx, k in enumerate(members):
                 floor = delta[len(hyps[k].signs) > 1]
-                lm[k] = logm[idx] - 0.5 * logdet + sign_adjustment(hyps[k].signs, beta[idx], cov[idx], floor, tau)
+                lm[k] = logm[idx] - 0.5 * logdet + sign_adjustment(hyps[k].signs, beta[idx, 1:], cov[idx], floor, tau)
                 fit[k] = (beta[idx], cov[idx], float(var[idx]))
         per_s.append(lm)
         fits.append(fit)
@@ -203,10 +204,12 @@ def score(
     s_best = int(np.argmax(s_weights))
     logpost = special.logsumexp(stacked, axis=0) - math.log(len(SHARED_GRID)) + log_prior + fail
     prob = special.softmax(logpost)
-    coef = [fits[s_best][k][0] for k in range(len(hyps))]
+    coef = [fits[s_best][k][0][1:] for k in range(len(hyps))]
+    level = np.array([float(fits[s_best][k][0][0]) for k in range(len(hyps))])
     covs = [fits[s_best][k][1] for k in range(len(hyps))]
     contrast = [h.columns(np.ones((1, n_f)))[0] - h.columns(np.zeros((1, n_f)))[0] for h in hyps]
     gap = np.array([float(c @ b) for c, b in zip(contrast, coef, strict=True)])
     gap_sd = np.array([math.sqrt(max(float(c @ v @ c), 0.0)) for c, v in zip(contrast, covs, strict=True)])
     sigma = math.sqrt(float(sum(p * fits[s_best][k][2] for k, p in enumerate(prob))))
-    return Posterior(list(hyps), prob, coef, covs, gap, gap_sd, sigma, float(np.dot(s_weights, SHARED_GRID)))
+    shared = float(np.dot(s_weights, SHARED_GRID))
+    return Posterior(list(hyps), prob, coef, covs, gap, gap_sd, sigma, shared, level)
