@@ -55,7 +55,6 @@ def test_masking_helper_is_reported_not_blamed() -> None:
     assert [m["factor"] for m in decision.details["masking"]] == helper
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall: bayes spends about twice auto's runs before abstaining on no regression; docs/search.md")
 def test_no_regression_abstains() -> None:
     for seed in (1, 2, 3):
         decision, runs, _ = solve(scenario("null", 4.0, seed))

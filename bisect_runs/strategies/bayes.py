@@ -4,7 +4,8 @@ Every round shares one fresh seed among its P points (the seed is a block effect
 estimates), picks them by expected information (`information`), and updates the posterior
 (`posterior`). It stops when the best explanation has posterior >= CONFIDENCE, its
 regression exceeds `--min-effect` with that probability, and its own A + T and B - T runs
-are part of the evidence; or when "no regression worth reporting" has that probability.
+are part of the evidence; or when "no regression worth reporting" has that probability, or
+A's and B's own runs put B - A below `--min-effect` by the rule `auto` abstains on.
 `docs/search.md` explains the model and its few parameters.
 """
 
@@ -14,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from bisect_runs.strategies.base import Point, SearchContext, Strategy
+from bisect_runs.strategies.base import Point, Request, SearchContext, Strategy
 from bisect_runs.strategies.bayes_verdicts import conclude
-from bisect_runs.strategies.calibration import a_point, b_point
+from bisect_runs.strategies.calibration import EXTEND, MAX_SEEDS, a_point, b_point, judge, promising
 from bisect_runs.strategies.evidence import Evidence
 from bisect_runs.strategies.explanations import factor_weights, hypotheses, log_priors
 from bisect_runs.strategies.information import choose
@@ -40,12 +41,13 @@ def bayes(ctx: SearchContext) -> Strategy:
     post: Posterior | None = None
     for _ in range(MAX_ROUNDS):
         first = hypotheses(n, list(np.argsort(-weights, kind="stable")))
-        points = choose(post, n, slots(ctx), forced_points(ev, post), rng, first, log_priors(first, weights))
-        seed = ev.fresh_seed()
-        got = yield from ask(ev, [ev.request(p, seed) for p in points], "bayes", log)
+        points = choose(post, n, slots(ctx), forced_points(ev, post, slots(ctx)), rng, first, log_priors(first, weights))
+        got = yield from ask(ev, blocked(ev, points), "bayes", log)
         if got is None:
             return conclude(ev, post, log, complete=False)
         post = update(ev, weights, post)
+        if abstains(ev):
+            return conclude(ev, post, log, complete=True, abstained=True)
         if answered(ev, post):
             return conclude(ev, post, log, complete=True)
     return conclude(ev, post, log, complete=False)
@@ -109,8 +111,22 @@ def suspects(first: Posterior, previous: Posterior | None, n: int) -> list[int]:
     return list(dict.fromkeys(merged))
 
 
-def forced_points(ev: Evidence, post: Posterior | None) -> list[Point]:
-    """A and B while the regression itself is in doubt; the leading explanation's A + T and B - T once it is likely."""
+def blocked(ev: Evidence, points: list[Point]) -> list[Request]:
+    """The round's requests on one shared seed; a point's k-th copy on the round's k-th seed."""
+    seeds: list[int] = []
+    copies: dict[Point, int] = {}
+    out = []
+    for p in points:
+        k = copies[p] = copies.get(p, -1) + 1
+        while len(seeds) <= k:
+            seeds.append(ev.fresh_seed())
+        out.append(ev.request(p, seeds[k]))
+    return out
+
+
+def forced_points(ev: Evidence, post: Posterior | None, slots: int) -> list[Point]:
+    """A and B while the regression itself is in doubt (every slot while "no regression" leads: only they can
+    settle it); the leading explanation's A + T and B - T once it is likely."""
     n = ev.ctx.n_factors
     a, b = a_point(), b_point(n)
     if post is None:
@@ -124,7 +140,23 @@ def forced_points(ev: Evidence, post: Posterior | None) -> list[Point]:
         t = best.touched
         if t:
             out += [p for p in (frozenset(t), b - t) if ev.count(p) == 0]
+    out = list(dict.fromkeys(out))
+    if best.kind == "null" and post.p_reproduced(ev.ctx.min_effect) < CONFIDENCE:
+        out += [a, b] * (slots // 2 - 1)
     return out
+
+
+def abstains(ev: Evidence) -> bool:
+    """No regression worth reporting, by the calibration's rule on A's and B's own runs (as `auto` abstains).
+
+    That is: B - A below `--min-effect` at 1 - 2 alpha confidence, or still not significantly
+    above it after the calibration's seed cap (twice the cap while it looks promising).
+    """
+    n = ev.ctx.n_factors
+    pairs = min(ev.count(a_point()), ev.count(b_point(n)))
+    cap = max(ev.ctx.seeds or MAX_SEEDS, MAX_SEEDS)
+    cal = judge(ev, final=pairs >= cap and not (pairs < EXTEND * cap and promising(ev)))
+    return cal is not None and not cal.reproduced
 
 
 def answered(ev: Evidence, post: Posterior) -> bool:

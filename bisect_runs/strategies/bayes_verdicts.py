@@ -38,10 +38,12 @@ def measured(ev: Evidence, reproduced: bool, complete: bool) -> Calibration:
     return Calibration(reproduced, test, ev.noise_sd(), complete)
 
 
-def conclude(ev: Evidence, post: Posterior | None, log: list[dict[str, Any]], complete: bool) -> Decision:
-    """The Decision: not reproduced, diffuse, or the culprits of the most probable explanation."""
+def conclude(
+    ev: Evidence, post: Posterior | None, log: list[dict[str, Any]], complete: bool, abstained: bool = False
+) -> Decision:
+    """The Decision: not reproduced (or abstained on A's and B's runs), diffuse, or the most probable explanation's culprits."""
     min_effect = ev.ctx.min_effect
-    if post is None or post.p_reproduced(min_effect) < 0.5 or post.hyps[post.best()].kind == "null":
+    if abstained or post is None or post.p_reproduced(min_effect) < 0.5 or post.hyps[post.best()].kind == "null":
         cal = measured(ev, False, complete)
         decision = not_reproduced(ev, cal, log)
         decision.details.update(json_safe(model_details(post)))

@@ -88,8 +88,8 @@ def choose(
     first: Sequence[Explanation] = (),
     first_prior: np.ndarray | None = None,
 ) -> list[Point]:
-    """The round's points: `forced` first, the rest by the information criterion."""
-    points = list(dict.fromkeys(forced))[:slots]
+    """The round's points: `forced` first (repeats kept), the rest by the information criterion."""
+    points = list(forced)[:slots]
     free = slots - len(points)
     if free <= 0:
         return points
