@@ -187,6 +187,26 @@ def test_cancel_interrupts_and_kills_trainers(
     executor.close()
 
 
+def test_stop_interrupts_one_task_and_reports_it_stopped(
+    ray_instance: None, tmp_path: Path, trainer: Path
+) -> None:
+    from bisect_runs.executors.ray import RayExecutor
+
+    victim = make_launch(tmp_path, "victim", [str(trainer), "hang", "600"])
+    other = make_launch(tmp_path, "other", [str(trainer), "hang", "600"])
+    with RayExecutor() as executor:
+        executor.submit([victim, other])
+        assert executor.supports_stop and not executor.stop("no-such-trial")
+        wait_until(lambda: bool(pids(victim)) and bool(pids(other)))
+        assert executor.stop("victim") and not executor.stop("victim")  # asked once
+        end = collect(executor, 1, timeout_s=20)["victim"]
+        assert (end.status, end.detail) == ("stopped", "stopped early (ray.cancel)")  # not lost, not retried
+        (noted,) = pids(victim)  # ran once
+        wait_until(partial(gone, noted))
+        assert executor.wait(timeout=1.0) == [] and executor.pending() == 1  # the other task runs on
+        assert all(alive(pid) for pid in pids(other)[0].values())
+
+
 def test_dead_worker_is_retried_once_then_lost(
     ray_instance: None, tmp_path: Path, trainer: Path
 ) -> None:
