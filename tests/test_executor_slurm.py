@@ -38,6 +38,7 @@ from bisect_runs.journal import Journal, read_journal
 from bisect_runs.metrics import MetricSpec
 from bisect_runs.runner import TrialRunner
 from bisect_runs.trials import make_trial, prepare_launch
+from tests.cluster_early_stop import search_stopping_early
 from tests.trainers import FAKE_TRAINER, fake_command, yaml_writer
 
 pytestmark = pytest.mark.slurm
@@ -467,6 +468,15 @@ def test_search_on_slurm_finds_the_local_culprits(cluster: None, tmp_path: Path)
     )
     assert all(t["job_id"].split("_")[0].isdigit() for t in trials)  # Slurm job ids, not pids
     assert active_jobs(list(job_ids.values())) == {}
+
+
+def test_early_stop_on_slurm_scancels_exploring_trials(cluster: None, tmp_path: Path) -> None:
+    summary, stopped = search_stopping_early(tmp_path / "search", "slurm", slurm={"max_parallel": 2})
+    jobs = [t["outcome"]["job_id"] for t in stopped]
+    assert set(slurm_states(jobs).values()) == {"CANCELLED"}  # scancelled, yet recorded as stopped early
+    submitted = [e["job_id"] for e in read_journal(tmp_path / "search" / "out") if e.get("event") == "submitted"]
+    assert len(submitted) == summary["runs"] and active_jobs(submitted) == {}  # none resubmitted, none left
+    assert not list((tmp_path / "search" / "out" / "trials").glob("*/requeued-*"))
 
 
 def _worked_examples() -> dict[str, str]:
