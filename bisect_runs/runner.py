@@ -220,6 +220,7 @@ class _Batch:
             fresh.append(self.r._prepare(trial, 1))
         if reattach:
             self.r.executor.reattach(reattach)
+            self.r._started.update(launch.trial_id for launch, _ in reattach)  # watched like fresh ones
         self.r.launched += len(fresh)
         self.r.executor.submit(fresh)
 

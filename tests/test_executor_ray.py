@@ -25,6 +25,7 @@ from bisect_runs.cli import cli
 from bisect_runs.errors import SettingsError
 from bisect_runs.executors.base import Executor, Launch, ProcessEnd
 from bisect_runs.journal import read_journal
+from tests.cluster_early_stop import search_stopping_early
 from tests.trainers import FAKE_TRAINER
 
 pytestmark = pytest.mark.ray
@@ -187,6 +188,26 @@ def test_cancel_interrupts_and_kills_trainers(
     executor.close()
 
 
+def test_stop_interrupts_one_task_and_reports_it_stopped(
+    ray_instance: None, tmp_path: Path, trainer: Path
+) -> None:
+    from bisect_runs.executors.ray import RayExecutor
+
+    victim = make_launch(tmp_path, "victim", [str(trainer), "hang", "600"], timeout_s=None)  # an untimed wait too
+    other = make_launch(tmp_path, "other", [str(trainer), "hang", "600"])
+    with RayExecutor() as executor:
+        executor.submit([victim, other])
+        assert executor.supports_stop and not executor.stop("no-such-trial")
+        wait_until(lambda: bool(pids(victim)) and bool(pids(other)))
+        assert executor.stop("victim") and not executor.stop("victim")  # asked once
+        end = collect(executor, 1, timeout_s=20)["victim"]
+        assert (end.status, end.detail) == ("stopped", "stopped early (ray.cancel)")  # not lost, not retried
+        (noted,) = pids(victim)  # ran once
+        wait_until(partial(gone, noted))
+        assert executor.wait(timeout=1.0) == [] and executor.pending() == 1  # the other task runs on
+        assert all(alive(pid) for pid in pids(other)[0].values())
+
+
 def test_dead_worker_is_retried_once_then_lost(
     ray_instance: None, tmp_path: Path, trainer: Path
 ) -> None:
@@ -283,3 +304,9 @@ def test_search_on_ray_finds_the_local_culprits(ray_instance: None, tmp_path: Pa
         e["outcome"] for e in read_journal(tmp_path / "ray" / "out") if e.get("event") == "trial"
     ]
     assert len(trials) == on_ray["runs"] and {t["status"] for t in trials} == {"ok"}
+
+
+def test_early_stop_on_ray_cancels_exploring_trials(ray_instance: None, tmp_path: Path) -> None:
+    summary, stopped = search_stopping_early(tmp_path / "search", "ray", ray={"max_parallel": 2})
+    assert all(t["outcome"]["job_id"] for t in stopped)  # Ray task ids
+    assert not list((tmp_path / "search" / "out" / "trials").glob("*/requeued-*"))  # none retried

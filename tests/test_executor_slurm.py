@@ -24,6 +24,7 @@ import yaml
 from click.testing import CliRunner
 
 from bisect_runs.cli import cli
+from bisect_runs.curves import EarlyStop
 from bisect_runs.errors import SettingsError
 from bisect_runs.executors.base import Executor, Launch, ProcessEnd
 from bisect_runs.executors.job import job_env
@@ -33,8 +34,12 @@ from bisect_runs.executors.slurm import (
     _time_parameters,
     slurm_states,
 )
-from bisect_runs.journal import read_journal
-from tests.trainers import FAKE_TRAINER
+from bisect_runs.journal import Journal, read_journal
+from bisect_runs.metrics import MetricSpec
+from bisect_runs.runner import TrialRunner
+from bisect_runs.trials import make_trial, prepare_launch
+from tests.cluster_early_stop import search_stopping_early
+from tests.trainers import FAKE_TRAINER, fake_command, yaml_writer
 
 pytestmark = pytest.mark.slurm
 
@@ -293,6 +298,47 @@ def test_reattached_job_cancelled_by_earlier_search_runs_again(
     assert not (launch.run_dir / "pids.jsonl").exists()  # the rerun started empty
 
 
+def test_stop_scancels_one_job_and_reports_it_stopped(cluster: None, tmp_path: Path, trainer: Path) -> None:
+    victim = make_launch(tmp_path, "victim", [str(trainer), "hang", "600"])
+    other = make_launch(tmp_path, "other", [str(trainer), "hang", "600"])
+    submitted: dict[str, str] = {}
+    executor = SlurmExecutor(tmp_path / "slurm")
+    executor.on_submitted = submitted.__setitem__
+    executor.submit([victim, other])
+    assert executor.supports_stop and not executor.stop("no-such-trial")
+    wait_until(lambda: bool(pids(victim)) and bool(pids(other)))
+    assert executor.stop("victim") and not executor.stop("victim")  # asked once
+    end = collect(executor, 1)["victim"]
+    assert (end.status, end.job_id) == ("stopped", submitted["victim"])  # not lost, not resubmitted
+    assert end.detail == f"stopped early (scancel of job {submitted['victim']})"
+    assert end.extra["attempt"] == "1" and 0 < end.wall_s < 30
+    (noted,) = pids(victim)
+    wait_until(partial(gone, noted), timeout_s=15)
+    assert active_jobs([submitted["victim"]]) == {}
+    assert active_jobs([submitted["other"]]) == {submitted["other"]: "RUNNING"}  # only that one job
+    assert executor.wait(timeout=2.0) == [] and executor.pending() == 1
+    assert {e.status for e in executor.cancel()} == {"interrupted"}
+
+
+def test_resumed_search_stops_the_job_it_reattached_to(cluster: None, tmp_path: Path) -> None:
+    slow = {"fake.metric": "loss", "fake.value": 0.5, "fake.sleep": 60, "fake.log_every": 1}
+    trial = make_trial("A + {x}", slow, 0, 100, fake_command())
+    first = SlurmExecutor(tmp_path / "slurm")
+    with Journal(tmp_path) as journal:  # the earlier search submits the trial, then dies
+        first.on_submitted = journal.submitted
+        first.submit([prepare_launch(trial, tmp_path, yaml_writer({}))])
+    (job_id,) = [e["job_id"] for e in read_journal(tmp_path) if e.get("event") == "submitted"]
+    stop_at_3 = lambda trial, history: EarlyStop(3, 0.0, 0.5, "A") if len(history) >= 3 else None  # noqa: E731
+    with Journal(tmp_path, resume=True) as journal:
+        runner = TrialRunner(tmp_path, SlurmExecutor(tmp_path / "slurm"), journal, yaml_writer({}), metric=MetricSpec("loss"))
+        runner.early_stop = stop_at_3
+        (outcome,) = runner.run([trial])
+    assert (outcome.status, outcome.value, outcome.job_id) == ("ok", 0.5, job_id)  # re-attached, then stopped
+    assert outcome.stopped_early == {"step": 3, "t": 0.0, "projected": 0.5, "like": "A"}
+    assert 3 <= outcome.steps_run < 100 and not outcome.infra and outcome.attempts == []
+    assert active_jobs([job_id]) == {}
+
+
 def test_job_killed_twice_is_lost_after_one_requeue(
     cluster: None, tmp_path: Path, trainer: Path
 ) -> None:
@@ -422,6 +468,15 @@ def test_search_on_slurm_finds_the_local_culprits(cluster: None, tmp_path: Path)
     )
     assert all(t["job_id"].split("_")[0].isdigit() for t in trials)  # Slurm job ids, not pids
     assert active_jobs(list(job_ids.values())) == {}
+
+
+def test_early_stop_on_slurm_scancels_exploring_trials(cluster: None, tmp_path: Path) -> None:
+    summary, stopped = search_stopping_early(tmp_path / "search", "slurm", slurm={"max_parallel": 2})
+    jobs = [t["outcome"]["job_id"] for t in stopped]
+    assert set(slurm_states(jobs).values()) == {"CANCELLED"}  # scancelled, yet recorded as stopped early
+    submitted = [e["job_id"] for e in read_journal(tmp_path / "search" / "out") if e.get("event") == "submitted"]
+    assert len(submitted) == summary["runs"] and active_jobs(submitted) == {}  # none resubmitted, none left
+    assert not list((tmp_path / "search" / "out" / "trials").glob("*/requeued-*"))
 
 
 def _worked_examples() -> dict[str, str]:

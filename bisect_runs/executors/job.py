@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -151,7 +152,9 @@ def _run_process(launch: Launch, env: dict[str, str], cwd: str) -> tuple[int | N
             return 127, False, message
         _write_pgid(launch, proc.pid)
         try:
-            return proc.wait(timeout=launch.timeout_s), False, ""
+            # A timed wait polls, so Ray's cancel (KeyboardInterrupt in this thread) lands at once;
+            # an untimed one would block in waitpid until the trainer exits on its own.
+            return proc.wait(timeout=math.inf if launch.timeout_s is None else launch.timeout_s), False, ""
         except subprocess.TimeoutExpired:
             kill_group(proc)
             return proc.returncode, True, ""

@@ -3,7 +3,8 @@
 Each task runs `run_launch` (the same function Slurm jobs run), so the trainer sees the
 same command, environment and run directory as locally. Cancel interrupts the tasks (the
 task kills its trainer's process group), then force-cancels stragglers. A worker or node
-that dies is retried `requeue` times by Ray, then reported as `lost`.
+that dies is retried `requeue` times by Ray, then reported as `lost`. `stop` interrupts one
+task the same way; it is reported as stopped, however it then ends.
 
 Ray tasks die with the driver, so this executor cannot re-attach: `--resume` runs the
 trials a previous search left unfinished again.
@@ -11,6 +12,7 @@ trials a previous search left unfinished again.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import traceback
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bisect_runs.errors import SettingsError
-from bisect_runs.executors.base import Executor, Launch, ProcessEnd, check_limits
+from bisect_runs.executors.base import STOPPED, Executor, Launch, ProcessEnd, check_limits
 from bisect_runs.executors.job import kill_noted_group, process_end, run_launch
 
 CANCEL_GRACE_S = 10.0  # time for interrupted tasks to stop their trainers before a forced cancel
@@ -30,6 +32,7 @@ class RayExecutor(Executor):
 
     name = "ray"
     supports_reattach = False
+    supports_stop = True
 
     def __init__(
         self,
@@ -53,6 +56,7 @@ class RayExecutor(Executor):
         self._capacity = max_parallel or self._fit()
         self._task = self._ray.remote(run_launch)
         self._running: dict[Any, tuple[Launch, float]] = {}  # object ref -> (launch, submit time)
+        self._stopping: set[Any] = set()  # refs of tasks `stop` interrupted
 
     @property
     def capacity(self) -> int:
@@ -102,6 +106,7 @@ class RayExecutor(Executor):
         ends = []
         for ref in refs:
             launch, submitted = self._running.pop(ref)
+            self._stopping.discard(ref)
             ends.append(
                 ProcessEnd(
                     launch.trial_id,
@@ -113,6 +118,15 @@ class RayExecutor(Executor):
                 )
             )
         return ends
+
+    def stop(self, trial_id: str) -> bool:
+        """Interrupt one trial's task (it kills its trainer's group); its end comes back STOPPED."""
+        ref = next((r for r, (launch, _) in self._running.items() if launch.trial_id == trial_id), None)
+        if ref is None or ref in self._stopping:
+            return False
+        self._stopping.add(ref)
+        self._ray.cancel(ref, force=False)
+        return True
 
     def close(self) -> None:
         """Stop what still runs; shut down the Ray instance if this executor started it."""
@@ -138,6 +152,14 @@ class RayExecutor(Executor):
         return max(1, min(fits or [1]))
 
     def _end(self, ref: Any) -> ProcessEnd:
+        """The ProcessEnd of a finished task; STOPPED for one `stop` interrupted, however it ended."""
+        end = self._task_end(ref)
+        if ref not in self._stopping:
+            return end
+        self._stopping.discard(ref)
+        return dataclasses.replace(end, status=STOPPED, detail="stopped early (ray.cancel)")
+
+    def _task_end(self, ref: Any) -> ProcessEnd:
         """The ProcessEnd of a finished task: its returned end, or why Ray could not run it."""
         launch, submitted = self._running.pop(ref)
         exceptions = self._ray.exceptions

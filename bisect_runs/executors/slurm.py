@@ -5,13 +5,15 @@ local executor does (same environment contract, same run directory on shared sto
 stdout/stderr to the launch's files, timeout with process-group kill) and writes how it
 ended as a small JSON file next to submitit's own files. The executor polls `squeue` (and `sacct` where
 accounting is on) for jobs that ended without one: preempted or node-failed jobs are
-resubmitted once, then reported as `lost`.
+resubmitted once, then reported as `lost`. `stop` scancels one trial's job; however it then
+ends, it is reported as stopped (never lost, never resubmitted).
 
 The Ray executor runs the same `run_launch` inside its tasks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bisect_runs.errors import SettingsError, TrialError
-from bisect_runs.executors.base import Executor, Launch, ProcessEnd, check_limits
+from bisect_runs.executors.base import STOPPED, Executor, Launch, ProcessEnd, check_limits
 from bisect_runs.executors.job import (
     KILL_GRACE_S,
     process_end,
@@ -69,6 +71,7 @@ class _Job:
     attempt: int = 1
     reattached: bool = False
     unknown_polls: int = 0
+    stopping: bool = False  # scancelled by `stop`: it ends as STOPPED whatever Slurm says
     history: list[str] = field(default_factory=list)  # earlier job ids and why they were replaced
 
 
@@ -77,6 +80,7 @@ class SlurmExecutor(Executor):
 
     name = "slurm"
     supports_reattach = True
+    supports_stop = True
 
     def __init__(
         self,
@@ -157,6 +161,15 @@ class SlurmExecutor(Executor):
         ends, self._ends = self._ends + ends, []
         return ends
 
+    def stop(self, trial_id: str) -> bool:
+        """scancel one trial's job; its end comes back STOPPED (not lost, not resubmitted)."""
+        job = next((j for j in self._jobs.values() if j.launch.trial_id == trial_id), None)
+        if job is None or job.stopping:
+            return False
+        job.stopping = True
+        _scancel([job.job_id])
+        return True
+
     def close(self) -> None:
         """Jobs keep running after close: a later `--resume` re-attaches to them."""
 
@@ -223,26 +236,36 @@ class SlurmExecutor(Executor):
 
     def _collect(self, job: _Job) -> bool:
         """Turn the job's end file into a ProcessEnd if the job wrote it."""
-        end = _read_end(self.folder / ENDS_DIR / f"{job.launch.trial_id}.json", job.job_id)
+        end = _read_end(self._end_file(job), job.job_id, terminated_ok=job.stopping)
         if end is None:
             return False
         del self._jobs[job.job_id]
-        self._ends.append(process_end(job.launch, end, job.job_id, self._extra(job)))
+        ended = process_end(job.launch, end, job.job_id, self._extra(job))
+        if job.stopping:  # the trainer's exit is the scancel's doing (or came first: outcomes tells)
+            ended = dataclasses.replace(ended, status=STOPPED, detail="; ".join([*job.history, _stopped(job)]))
+        self._ends.append(ended)
         return True
+
+    def _end_file(self, job: _Job) -> Path:
+        return self.folder / ENDS_DIR / f"{job.launch.trial_id}.json"
 
     def _judge(self, job: _Job, state: str | None) -> None:
         """A job with no end file: still queued/running, ended by Slurm, or vanished."""
         if state is None:
             job.unknown_polls += 1
-            if job.unknown_polls >= UNKNOWN_POLLS_LOST:
+            if job.unknown_polls >= UNKNOWN_POLLS_LOST and job.stopping:
+                self._finish(job, STOPPED, _stopped(job))
+            elif job.unknown_polls >= UNKNOWN_POLLS_LOST:
                 self._retry_or_lose(job, "Slurm no longer knows the job and it left no result")
             return
         job.unknown_polls = 0
         if state not in FINAL_STATES:
             return
-        if _read_end(self.folder / ENDS_DIR / f"{job.launch.trial_id}.json", job.job_id):
+        if _read_end(self._end_file(job), job.job_id, terminated_ok=job.stopping):
             return  # written between the file check and squeue: collected next poll
-        if state == "TIMEOUT":
+        if job.stopping:  # Slurm killed it before it wrote its end: stopped all the same
+            self._finish(job, STOPPED, _stopped(job))
+        elif state == "TIMEOUT":
             self._finish(job, "timeout", f"Slurm time limit reached (job {job.job_id})")
         elif state == "OUT_OF_MEMORY":
             self._finish(job, "exited", f"Slurm: out of memory (job {job.job_id})", -signal.SIGKILL)
@@ -433,12 +456,21 @@ def _by_gpus(launches: list[Launch]) -> list[list[Launch]]:
     return list(groups.values())
 
 
-def _read_end(path: Path, job_id: str) -> dict[str, Any] | None:
-    """The end file written by this job, unless Slurm terminated the job (cancel, preemption)."""
+def _read_end(path: Path, job_id: str, terminated_ok: bool = False) -> dict[str, Any] | None:
+    """The end file written by this job, unless Slurm terminated the job (cancel, preemption).
+
+    `terminated_ok`: also when terminated, for a job the search itself scancelled to stop it.
+    """
     try:
         end = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(end, dict) or end.get("job_id") != job_id or end.get("terminated"):
-        return None  # another job's, or Slurm stopped this one: its state says how it ended
+    if not isinstance(end, dict) or end.get("job_id") != job_id:
+        return None  # another job's (an earlier attempt of the same trial)
+    if end.get("terminated") and not terminated_ok:
+        return None  # Slurm stopped this one: its state says how it ended
     return end
+
+
+def _stopped(job: _Job) -> str:
+    return f"stopped early (scancel of job {job.job_id})"
