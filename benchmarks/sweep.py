@@ -224,23 +224,34 @@ def importance(analysis: str, sw: Sweep, seed: int) -> np.ndarray:
     raise ValueError(f"{analysis!r} is not an importance analysis; valid: forest, fanova")
 
 
-def analyse(sw: Sweep, k: int, runs: int, noise: Noise, seed: int) -> dict[str, tuple[Answer | None, Answer]]:
-    """Every analysis's answer told the count k (None when k = 0) and not told it."""
+def selection(name: str, sw: Sweep, runs: int, noise: Noise, seed: int) -> tuple[np.ndarray, list[int]]:
+    """An analysis's score per factor (its ranking) and the factors its "not told" rule names."""
     n = sw.X.shape[1]
-    out: dict[str, tuple[Answer | None, Answer]] = {}
-    for name in ("forest", "fanova"):
+    if name in ("forest", "fanova"):
         scores = importance(name, sw, seed)
-        named = [i for i in range(n) if scores[i] > null_threshold(name, n, runs, noise)]
+        return scores, [i for i in range(n) if scores[i] > null_threshold(name, n, runs, noise)]
+    if name == "correlation":
+        r, p = correlation(sw)
+        return r, [i for i in range(n) if p[i] < ALPHA / n]
+    if name == "ols":  # one family: n main effects and n(n-1)/2 interactions
+        t, p_main = ols_mains(sw)
+        pairs = interaction_p(sw)
+        tests = n + len(pairs)
+        named = {i for i in range(n) if p_main[i] < ALPHA / tests}
+        named |= {f for pair, q in pairs.items() if q < ALPHA / tests for f in pair}
+        return t, sorted(named)
+    raise ValueError(f"unknown analysis {name!r}; valid: {', '.join(ANALYSES)}")
+
+
+def analyse(
+    sw: Sweep, k: int, runs: int, noise: Noise, seed: int, analyses: Sequence[str] = ANALYSES
+) -> dict[str, tuple[Answer | None, Answer]]:
+    """Each analysis's answer told the count k (None when k = 0) and not told it."""
+    out: dict[str, tuple[Answer | None, Answer]] = {}
+    for name in analyses:
+        scores, named = selection(name, sw, runs, noise, seed)
         out[name] = (told(sw, scores, k), answer(sw, named))
-    r, p = correlation(sw)
-    out["correlation"] = (told(sw, r, k), answer(sw, [i for i in range(n) if p[i] < ALPHA / n]))
-    t, p_main = ols_mains(sw)
-    pairs = interaction_p(sw)
-    tests = n + len(pairs)
-    named_ols = {i for i in range(n) if p_main[i] < ALPHA / tests}
-    named_ols |= {f for pair, q in pairs.items() if q < ALPHA / tests for f in pair}
-    out["ols"] = (told(sw, t, k), answer(sw, sorted(named_ols)))
-    return {name: out[name] for name in ANALYSES}
+    return out
 
 
 def told(sw: Sweep, scores: np.ndarray, k: int) -> Answer | None:
