@@ -9,10 +9,15 @@ informative-but-imperfect prior scores (each culprit ranked first with probabili
     python benchmarks/search_suite.py --n 30 --d 4 --reps 300
     python benchmarks/search_suite.py --quick         # a CI-sized smoke run
     python benchmarks/search_suite.py --early-stop both   # each strategy with early stopping off and on
+    python benchmarks/search_suite.py --sweep --strategies auto bayes   # beside random sweeps of equal runs
 
 Trials log 10 evaluations (`--evals`); with `--early-stop on` (as `search` does by default),
 A and B run in full and later trials stop once their outcome is clear (bisect_runs.curves), so
 a cell's trial-steps can be fewer than runs x steps.
+
+`--sweep` (needs the `bench` extra: scikit-learn, optuna) also runs, on each cell's scenarios, a
+random sweep of as many runs as the strategy's mean there, analysed by random-forest importance,
+correlation, fANOVA and OLS (benchmarks/sweep.py), told the culprit count and not told it.
 """
 
 from __future__ import annotations
@@ -24,12 +29,12 @@ import sys
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from bisect_runs.search import strategy_phase
-from bisect_runs.simulation import PRIORS, SCENARIOS, SimulatedTrials, make_scenario
+from bisect_runs.simulation import PRIORS, SCENARIOS, Scenario, SimulatedTrials, make_scenario
 from bisect_runs.strategies import STRATEGIES, drive, make_strategy
 from bisect_runs.strategies.base import Decision, Observation, Request, SearchContext, Strategy
 
@@ -53,6 +58,7 @@ class Cell:
     steps: int = 200
     early_stop: bool = True
     evals: int = 10
+    sweep: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,12 +69,15 @@ class Score:
     rounds: float
     seconds: float
     steps: float = 0.0  # mean trial-steps per search
+    sweep: dict[str, tuple[float | None, float]] = field(default_factory=dict)  # analysis -> told, not told
+    sweep_runs: int = 0
 
 
 def run_cell(cell: Cell) -> Score:
     """Repeat one cell; the same repetition index gives the same scenario for every strategy."""
     started = time.perf_counter()
     correct, runs, rounds, steps = 0, 0, 0, 0
+    scenarios = []
     for rep in range(cell.reps):
         tag = zlib.crc32(f"{cell.scenario}/{cell.n}/{cell.d}".encode())
         rng = np.random.default_rng([rep, tag])
@@ -76,6 +85,7 @@ def run_cell(cell: Cell) -> Score:
             cell.scenario, cell.n, cell.d, rng, innocent_sd=cell.innocent_sd, prior=cell.prior,
             shared=cell.shared, timeout=cell.timeout, tails=cell.tails,
         )
+        scenarios.append(sc)
         ctx = SearchContext(
             n_factors=cell.n,
             factor_names=[f"f{i}" for i in range(cell.n)],
@@ -91,7 +101,26 @@ def run_cell(cell: Cell) -> Score:
         rounds += k
         steps += trials.trial_steps
     n = cell.reps
-    return Score(cell, correct / n, runs / n, rounds / n, time.perf_counter() - started, steps / n)
+    sweep_runs = round(runs / n) if cell.sweep else 0
+    sweep = run_sweeps(cell, scenarios, sweep_runs) if cell.sweep else {}
+    return Score(cell, correct / n, runs / n, rounds / n, time.perf_counter() - started, steps / n, sweep, sweep_runs)
+
+
+def run_sweeps(cell: Cell, scenarios: Sequence[Scenario], runs: int) -> dict[str, tuple[float | None, float]]:
+    """Each sweep analysis's accuracy told the culprit count (None: nothing to name) and not told it."""
+    from sweep import ANALYSES, Noise, score_sweep  # scikit-learn and optuna: only with --sweep
+
+    noise = Noise(cell.d, cell.innocent_sd, cell.shared, cell.timeout, cell.tails)
+    tag = zlib.crc32(f"sweep/{cell.scenario}/{cell.n}/{cell.d}".encode())
+    results = [
+        score_sweep(sc, runs, np.random.default_rng([rep, tag]), noise, seed=rep) for rep, sc in enumerate(scenarios)
+    ]
+    out: dict[str, tuple[float | None, float]] = {}
+    for name in ANALYSES:
+        told = [r[name][0] for r in results]
+        hits = None if None in told else sum(bool(t) for t in told) / len(told)
+        out[name] = (hits, sum(r[name][1] for r in results) / len(results))
+    return out
 
 
 def drive_phased(strategy: Strategy, trials: SimulatedTrials, ctx: SearchContext) -> tuple[Decision, int, int]:
@@ -121,6 +150,28 @@ def table(scores: Sequence[Score], strategies: Sequence[str], early: Sequence[bo
     return "\n".join(lines)
 
 
+def sweep_table(scores: Sequence[Score], strategies: Sequence[str]) -> str:
+    """A Markdown table: each strategy's accuracy / runs beside each sweep analysis (told / not told) at its runs."""
+    from sweep import ANALYSES
+
+    rank = {st: k for k, st in enumerate(strategies)}
+    rows = sorted(
+        (s for s in scores if s.sweep),
+        key=lambda s: (s.cell.n, s.cell.d, scenario_order(s.cell.scenario), rank[s.cell.strategy], s.cell.early_stop),
+    )
+    lines = [
+        "| n | d | scenario | strategy | accuracy / runs | sweep runs | " + " | ".join(ANALYSES) + " |",
+        "|" + "---|" * (6 + len(ANALYSES)),
+    ]
+    for s in rows:
+        cells = [("—" if told is None else f"{told:.1%}") + f" / {untold:.1%}" for told, untold in (s.sweep[a] for a in ANALYSES)]
+        lines.append(
+            f"| {s.cell.n} | {s.cell.d:g} | {s.cell.scenario} | {s.cell.strategy} | {s.accuracy:.1%} / {s.runs:.1f} "
+            f"| {s.sweep_runs} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines)
+
+
 def scenario_order(scenario: str) -> int:
     return SCENARIOS.index(scenario)
 
@@ -142,6 +193,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--evals", type=int, default=10, help="evaluations a trial logs, evenly spaced (10)")
     p.add_argument("--early-stop", choices=("on", "off", "both"), default="off",
                    help="stop trials early: off (the tables of docs/search.md), on, or both side by side")
+    p.add_argument("--sweep", action="store_true",
+                   help="also score random sweeps of each strategy's mean runs (needs scikit-learn, optuna)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes over cells (default 2)")
     p.add_argument("--quick", action="store_true", help="20 reps, n=12, d in {2, 8}: a smoke run")
     args = p.parse_args(argv)
@@ -155,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     early = {"on": [True], "off": [False], "both": [False, True]}[args.early_stop]
     cells = [
         Cell(sc, n, d, st, args.reps, args.parallel, args.prior, args.shared, args.timeouts, args.tails,
-             args.innocent_sd, args.steps, e, args.evals)
+             args.innocent_sd, args.steps, e, args.evals, args.sweep)
         for n, d, sc, st, e in itertools.product(args.n, args.d, args.scenarios, args.strategies, early)
     ]
     started = time.perf_counter()
@@ -168,6 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"accuracy / mean runs / mean rounds / mean trial-steps (budget {args.steps}, {args.evals} evaluations), "
           f"P={args.parallel}, {args.reps} reps, priors {args.prior}, {noise}\n")
     print(table(scores, args.strategies, early))
+    if args.sweep:
+        print("\nrandom sweep of the strategy's mean runs (A, B, then each factor at B with probability 1/2): "
+              "exact-set accuracy told the culprit count / not told it\n")
+        print(sweep_table(scores, args.strategies))
     print(f"\n{len(cells)} cells in {time.perf_counter() - started:.1f} s with {args.jobs} job(s)")
     return 0
 
