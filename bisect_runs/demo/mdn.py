@@ -162,8 +162,7 @@ class SetMdn(nn.Module):
         layer = nn.TransformerEncoderLayer(d_model, n_heads, 2 * d_model, dropout=0.0, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.mixture = nn.Linear(d_model, 3 * cfg.n_components)
-        self.aux_left = nn.Linear(d_model, d_model)
-        self.aux_right = nn.Linear(d_model, d_model)
+        self.aux = nn.Linear(d_model, d_model)  # one map on both sides: the target matrix is symmetric
 
     def forward(self, values: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S) values, (B, S) slot IDs -> (B, 3K) mixture parameters, (B, S, S) aux matrix."""
@@ -171,7 +170,8 @@ class SetMdn(nn.Module):
         if self.slot_id is not None:
             h = h + self.slot_id(ids)
         h = self.encoder(h)
-        aux = self.aux_left(h) @ self.aux_right(h).transpose(1, 2) / math.sqrt(h.shape[-1])
+        z = self.aux(h)
+        aux = z @ z.transpose(1, 2) / math.sqrt(h.shape[-1])
         return self.mixture(h.mean(1)), aux
 
 
@@ -185,10 +185,16 @@ def mixture_nll(params: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def aux_loss(aux: torch.Tensor, contrib: torch.Tensor, diagonal: bool) -> torch.Tensor:
-    """Pairwise-contribution regression: all (i, j) products, or only the diagonal (i, i)."""
+    """Pairwise-contribution regression: all (i, j) products c_i c_j, or only the diagonal c_i^2.
+
+    The full form is the mean over the n x n entries. The diagonal form, as the lab's E5 code
+    wrote it, sums the n self terms of a sample (and means over the batch), so at the same
+    `aux_loss_weight` it weighs n_slots times as much as a mean would; and c_i^2 carries no
+    sign, so it pulls each slot's features towards |c_i| while the mixture needs the signed sum.
+    """
     target = contrib.unsqueeze(2) * contrib.unsqueeze(1)
     if diagonal:
-        return ((aux.diagonal(dim1=1, dim2=2) - target.diagonal(dim1=1, dim2=2)) ** 2).mean()
+        return ((aux.float().diagonal(dim1=1, dim2=2) - target.diagonal(dim1=1, dim2=2)) ** 2).sum(-1).mean()
     return ((aux.float() - target) ** 2).mean()
 
 
