@@ -192,6 +192,58 @@ def make_settings(project: dict[str, Any], flags: dict[str, Any]) -> Settings:
     return settings
 
 
+# Settings a reproduced search takes elsewhere (configs, command, budget, output, the checkpoint
+# flags), that say how to run rather than what (resume), or that no flag spells (inline defaults).
+_NOT_FLAGS = frozenset({
+    "good", "bad", "command", "metric", "mode", "steps", "strategy", "out", "resume", "resume_changed",
+    "base_dir", "defaults", "checkpoint", "checkpoint_step", "checkpoint_key", "good_rev", "bad_rev", "repo", "config",
+})  # fmt: skip
+_PATHS = frozenset({"defaults_file", "rules"})
+
+
+def settings_flags(settings: Settings, cwd: Path) -> list[str]:
+    """The flags that give a search run from `cwd` without bisect.yaml the same settings as `settings`,
+    beside its configs, command, metric, mode, steps, strategy and output (every one that is not a default).
+
+    `make_settings({}, parsed flags)` gives back the same values: `--ignore` and the mappings repeat
+    (`--aliases OLD=NEW`, `--groups NAME=GLOB,GLOB`, `--slurm KEY=VALUE` with the value in YAML);
+    paths are relative to `cwd` where they lie inside it.
+    """
+    words: list[str] = []
+    for f in dataclasses.fields(Settings):
+        value = getattr(settings, f.name)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if f.name in _NOT_FLAGS or value == default or value is None:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):  # every boolean setting defaults to false
+            words.append(flag)
+        elif isinstance(value, list):
+            words += [w for item in value for w in (flag, str(item))]
+        elif isinstance(value, dict):
+            text = (lambda v: ",".join(v)) if f.name == "groups" else _yaml_text
+            words += [w for k, v in value.items() for w in (flag, f"{k}={text(v)}")]
+        elif f.name in _PATHS:
+            words += [flag, _relative(settings.path(str(value)), cwd)]
+        else:
+            words += [flag, str(value)]
+    return words
+
+
+def _yaml_text(value: Any) -> str:
+    """A value as `--slurm KEY=VALUE` reads it back (YAML): a plain string where YAML reads it as itself."""
+    if isinstance(value, str) and value.strip() and yaml.safe_load(value) == value:
+        return value
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("\n...").strip()
+
+
+def _relative(path: Path | None, cwd: Path) -> str:
+    try:
+        return str(Path(str(path)).resolve().relative_to(cwd.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _aliases(value: Any, source: str) -> dict[str, str]:
     """Accept a mapping OLD: NEW or a list of 'OLD=NEW' strings."""
     if isinstance(value, dict):

@@ -27,7 +27,7 @@ from bisect_runs.errors import RunError
 from bisect_runs.executors import get_executor
 from bisect_runs.journal import JOURNAL_FILE, Journal, disk_space, set_aside
 from bisect_runs.progress import Progress, expected_runs, explanation_so_far
-from bisect_runs.project import Settings, load_project, make_settings
+from bisect_runs.project import Settings, load_project, make_settings, settings_flags
 from bisect_runs.report import FIGURES_DIR, REPORT_FILES, write_report
 from bisect_runs.runner import EarlyJudge, TrialRunner
 from bisect_runs.search_settings import (
@@ -192,7 +192,7 @@ class Search:
                 "search", good=s.good, bad=s.bad, metric=s.metric, mode=s.mode, steps=s.steps,
                 strategy=s.strategy, command=s.command, executor=s.executor,
                 differences=[d.to_json() for d in self.diff.differences],
-                invocation=self.invocation, invoked_in=str(Path.cwd()),
+                invocation=self.invocation, invoked_in=str(Path.cwd()), flags=settings_flags(s, Path.cwd()),
                 factors=[{"name": f.name, "keys": _factor_keys(f)} for f in self.factors],
                 checkpoint=None if self.checkpoint is None else self.checkpoint.to_json(), checkpoint_key=s.checkpoint_key,
             )  # fmt: skip

@@ -192,7 +192,9 @@ def _reproduce(c: dict[str, Any]) -> list[str]:
         where = ""
     lines += [f"Rerun the whole search{where} (same trials, same seeds; finished ones are reused with `--resume`):", "", "```sh", r["search"], "```", ""]
     if r.get("full") and r["full"] != r["search"]:
-        lines += ["The same search with every setting spelled out (configs, trainer command, metric, mode, steps, strategy):", "", "```sh", r["full"], "```", ""]
+        what = ("configs, trainer command, metric, mode, steps, strategy and every other setting that is not a default; "
+                "bisect.yaml is not read" if r.get("all_flags") else "configs, trainer command, metric, mode, steps, strategy")
+        lines += [f"The same search with every setting spelled out ({what}):", "", "```sh", r["full"], "```", ""]
     lines += ["Regenerate this page without running anything:", "", "```sh", r["report"], "```", ""]
     lines += [
         f"- Good config (A): `{r['good']}`; regressed config (B): `{r['bad']}`",

@@ -23,7 +23,7 @@ UNFINISHED = "interrupted"
 # what a `search` journal event may tell about a search that never wrote summary.json
 SETTINGS = (
     "good", "bad", "metric", "mode", "steps", "strategy", "command", "executor", "factors",
-    "differences", "cwd", "invocation", "invoked_in",
+    "differences", "cwd", "invocation", "invoked_in", "flags", "checkpoint_key",
 )  # fmt: skip
 
 

@@ -42,11 +42,16 @@ def reproduce_section(record: SearchRecord, environment: dict[str, Any] | None =
     template = next((t.command for t in record.trials if t.command), []) or _split(s.get("command"))
     out_rel = _relative_to(record.out_dir, record.settings.get("invoked_in"))
     checkpoint = next((t.checkpoint for t in record.trials if t.checkpoint), None) or s.get("checkpoint")
+    recorded = record.settings.get("flags")  # the other settings, as flags (searches that recorded them)
     flags = [("--good", s.get("good")), ("--bad", s.get("bad")), ("--command", command_text(template) if template else None),
              ("--metric", s.get("metric")), ("--mode", s.get("mode")), ("--steps", s.get("steps")),
-             ("--strategy", s.get("strategy")), ("--out", out_rel), *_checkpoint_flags(checkpoint, record.settings)]  # fmt: skip
-    words = ["bisect-runs", "search"] + [w for flag, v in flags if v not in (None, "") for w in (flag, str(v))]
-    full = command_text(words)  # every setting spelled out: runs without bisect.yaml
+             ("--strategy", s.get("strategy"))]  # fmt: skip
+    tail = [("--out", out_rel), *_checkpoint_flags(checkpoint, record.settings)]
+    words = ["bisect-runs", "search", *(["--no-project"] if isinstance(recorded, list) else [])]
+    words += [w for flag, v in flags if v not in (None, "") for w in (flag, str(v))]
+    words += [str(w) for w in recorded] if isinstance(recorded, list) else []
+    words += [w for flag, v in tail if v not in (None, "") for w in (flag, str(v))]
+    full = command_text(words)  # every setting spelled out: runs the same search whatever bisect.yaml says
     invocation = record.settings.get("invocation")
     if isinstance(invocation, list) and invocation:  # the command line as typed: every flag, --project too
         words = [str(w) for w in invocation if w != "--resume"]
@@ -62,6 +67,7 @@ def reproduce_section(record: SearchRecord, environment: dict[str, Any] | None =
     return {
         "search": command_text(words),
         "full": full,
+        "all_flags": isinstance(recorded, list),
         "report": command_text(["bisect-runs", "report", out_rel]),
         "resume": command_text([*(_without_budgets(words) if record.summary else words), "--resume"]),
         "budget_stop": record.summary is not None and not record.complete,
