@@ -224,7 +224,7 @@ def settings_flags(settings: Settings, cwd: Path) -> list[str]:
             text = (lambda v: ",".join(v)) if f.name == "groups" else _yaml_text
             words += [w for k, v in value.items() for w in (flag, f"{k}={text(v)}")]
         elif f.name in _PATHS:
-            words += [flag, _relative(settings.path(str(value)), cwd)]
+            words += [flag, relative_path(settings.path(str(value)), cwd)]
         else:
             words += [flag, str(value)]
     return words
@@ -237,9 +237,10 @@ def _yaml_text(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("\n...").strip()
 
 
-def _relative(path: Path | None, cwd: Path) -> str:
+def relative_path(path: object, base: object) -> str:
+    """`path` relative to the directory `base` where it lies inside it; as given otherwise, or without a base."""
     try:
-        return str(Path(str(path)).resolve().relative_to(cwd.resolve()))
+        return str(Path(str(path)).resolve().relative_to(Path(str(base)).resolve())) if base else str(path)
     except ValueError:
         return str(path)
 

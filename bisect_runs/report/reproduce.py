@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 from typing import Any
 
+from bisect_runs.project import relative_path
 from bisect_runs.report.record import SearchRecord, label_set
 
 STATISTICS = (
@@ -28,19 +28,11 @@ def _search_cwd(environment: dict[str, Any] | None) -> str | None:
     return str(cwd) if cwd else None
 
 
-def _relative_to(path: Path, base: object) -> str:
-    """`path` relative to the directory the search ran in, when it lies inside it."""
-    try:
-        return str(Path(path).resolve().relative_to(Path(str(base)).resolve())) if base else str(path)
-    except ValueError:
-        return str(path)
-
-
 def reproduce_section(record: SearchRecord, environment: dict[str, Any] | None = None) -> dict[str, Any]:
     """The search command, seeds and budget, and the exact command of one trial of each key variant."""
     s = record.summary or record.settings
     template = next((t.command for t in record.trials if t.command), []) or _split(s.get("command"))
-    out_rel = _relative_to(record.out_dir, record.settings.get("invoked_in"))
+    out_rel = relative_path(record.out_dir, record.settings.get("invoked_in"))
     checkpoint = next((t.checkpoint for t in record.trials if t.checkpoint), None) or s.get("checkpoint")
     recorded = record.settings.get("flags")  # the other settings, as flags (searches that recorded them)
     flags = [("--good", s.get("good")), ("--bad", s.get("bad")), ("--command", command_text(template) if template else None),
