@@ -2,10 +2,14 @@
 
 Every round shares one fresh seed among its P points (the seed is a block effect the model
 estimates), picks them by expected information (`information`), and updates the posterior
-(`posterior`). It stops when the best explanation has posterior >= CONFIDENCE, its
-regression exceeds `--min-effect` with that probability, and its own A + T and B - T runs
-are part of the evidence; or when "no regression worth reporting" has that probability, or
-A's and B's own runs put B - A below `--min-effect` by the rule `auto` abstains on.
+(`posterior`). It stops when the leading answer (the explanations that name the same
+culprits and classification, e.g. a culprit alone and the same culprit masked by any helper,
+pooled) has posterior >= CONFIDENCE, its regression exceeds `--min-effect` with that
+probability, and its own A + T and B - T runs are part of the evidence (a diffuse answer:
+DIFFUSE_RUNS finished runs per coefficient it fits); or when "no regression worth reporting"
+has that probability, or A's and B's own runs put B - A below `--min-effect` by the rule
+`auto` abstains on. When the answer is settled but a helper is still plausible, the masking
+note gets one more round.
 `docs/search.md` explains the model and its few parameters.
 """
 
@@ -28,17 +32,19 @@ CONFIDENCE = 0.95  # posterior probability at which an explanation (or "no regre
 CONFIRM_AT = 0.5  # from this posterior on, the leading explanation's own A + T and B - T runs are scheduled
 MIN_REFERENCE = 2  # runs of A and of B before any answer (the reported B - A needs a spread)
 MEMBER_SHARE = 0.2  # each member of an explanation carries at least this share of the B - A gap seen
+DIFFUSE_RUNS = 2  # "diffuse" is an answer only after this many finished runs per coefficient it fits (n + 1)
 MAX_ROUNDS = 40  # an answer still short of CONFIDENCE after this many rounds is reported as incomplete
 
 
 def bayes(ctx: SearchContext) -> Strategy:
-    """Plan by information, update the posterior, stop on CONFIDENCE."""
+    """Plan by information, update the posterior, stop on CONFIDENCE in the leading answer."""
     ev = Evidence(ctx)
     log: list[dict[str, Any]] = []
     n = ctx.n_factors
     rng = np.random.default_rng(ctx.seed_base + 7919)
     weights = factor_weights(ctx.prior_scores, n)
     post: Posterior | None = None
+    noted = False  # whether the masking note has had its one round
     for _ in range(MAX_ROUNDS):
         first = hypotheses(n, list(np.argsort(-weights, kind="stable")))
         points = choose(post, n, slots(ctx), forced_points(ev, post, slots(ctx)), rng, first, log_priors(first, weights))
@@ -49,6 +55,9 @@ def bayes(ctx: SearchContext) -> Strategy:
         if abstains(ev):
             return conclude(ev, post, log, complete=True, abstained=True)
         if answered(ev, post):
+            if note_open(post) and not noted:
+                noted = True
+                continue
             return conclude(ev, post, log, complete=True)
     return conclude(ev, post, log, complete=False)
 
@@ -134,8 +143,9 @@ def forced_points(ev: Evidence, post: Posterior | None, slots: int) -> list[Poin
     out: list[Point] = []
     if post.p_reproduced(ev.ctx.min_effect) < CONFIDENCE:  # is there a regression at all? A and B say most
         out += [a, b]
-    best = post.hyps[post.best()]
-    if post.prob[post.best()] >= CONFIRM_AT or best.kind == "null":
+    k, mass = post.leading()
+    best = post.hyps[k]
+    if mass >= CONFIRM_AT or best.kind == "null":
         out += [p for p in (a, b) if ev.count(p) < MIN_REFERENCE]
         t = best.touched
         if t:
@@ -159,6 +169,15 @@ def abstains(ev: Evidence) -> bool:
     return cal is not None and not cal.reproduced
 
 
+def note_open(post: Posterior) -> bool:
+    """Whether the answer is settled but not whether a helper masks it (a mask holds more than 1 - CONFIDENCE of it
+    and no one explanation CONFIDENCE): the masking note then gets one more round, no more."""
+    k, mass = post.leading()
+    answer = post.hyps[k].answer
+    masked = sum(float(p) for h, p in zip(post.hyps, post.prob, strict=True) if h.answer == answer and h.kind == "mask")
+    return masked > (1 - CONFIDENCE) * mass and post.prob[k] < CONFIDENCE * mass
+
+
 def answered(ev: Evidence, post: Posterior) -> bool:
     """Whether the posterior has settled on an answer the runs have confirmed."""
     n, min_effect = ev.ctx.n_factors, ev.ctx.min_effect
@@ -167,10 +186,12 @@ def answered(ev: Evidence, post: Posterior) -> bool:
         return False
     if post.p_reproduced(min_effect) <= 1 - CONFIDENCE:
         return True
-    k = post.best()
+    k, mass = post.leading()
     best = post.hyps[k]
-    if best.kind == "null" or post.prob[k] < CONFIDENCE or post.p_exceeds(k, min_effect) < CONFIDENCE:
+    if best.kind == "null" or mass < CONFIDENCE or post.p_answer_exceeds(k, min_effect) < CONFIDENCE:
         return False
+    if best.kind == "diffuse":  # it fits an effect per factor: only runs well beyond that many can back it
+        return sum(len(v) for v in ev.ok_losses().values()) >= DIFFUSE_RUNS * (n + 1)
     t = best.touched
     return all(ev.count(p) > 0 for p in (frozenset(t), b - t)) if t else True
 

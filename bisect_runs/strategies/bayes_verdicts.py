@@ -43,22 +43,22 @@ def conclude(
 ) -> Decision:
     """The Decision: not reproduced (or abstained on A's and B's runs), diffuse, or the most probable explanation's culprits."""
     min_effect = ev.ctx.min_effect
-    if abstained or post is None or post.p_reproduced(min_effect) < 0.5 or post.hyps[post.best()].kind == "null":
+    if abstained or post is None or post.p_reproduced(min_effect) < 0.5 or post.hyps[post.leading()[0]].kind == "null":
         cal = measured(ev, False, complete)
         decision = not_reproduced(ev, cal, log)
         decision.details.update(json_safe(model_details(post)))
         return decision
     cal = measured(ev, True, complete)
-    k = post.best()
+    k, mass = post.leading()
     h = post.hyps[k]
     details = base_details(ev, cal, log)
-    details.update(model_details(post), classification=h.classification, complete=complete)
+    details.update(model_details(post), classification=h.classification, complete=complete, answer_probability=mass)
     regression = regression_effect(cal, ev)
     if h.kind == "diffuse":
         details["hint"] = HINT_DIFFUSE
         verdict = (
             f"B is worse than A by {_num(regression.effect)}, and the most probable explanation "
-            f"(posterior {post.prob[k]:.2f}) is many small differences, no small set of them: the regression looks diffuse."
+            f"(posterior {mass:.2f}) is many small differences, no small set of them: the regression looks diffuse."
         )
         return Decision(True, [], [], verdict + incomplete(complete), regression, json_safe(details))
     names = ev.ctx.factor_names or [str(i) for i in range(ev.ctx.n_factors)]
@@ -69,7 +69,7 @@ def conclude(
     effects = [set_effect(ev, post, k, frozenset(c)) for c in h.culprits]
     if len(h.culprits) > 1:
         effects.append(set_effect(ev, post, k, t))
-    verdict = sentence(h, names, post.prob[k], r, q, regression) + incomplete(complete)
+    verdict = sentence(h, names, mass, r, q, regression) + incomplete(complete)
     return Decision(True, h.culprits, effects, verdict, regression, json_safe(details))
 
 
@@ -102,7 +102,9 @@ def columns_at(h: Explanation, point: frozenset[int], n: int) -> np.ndarray:
 
 
 def masking(post: Posterior, k: int, names: list[str]) -> list[dict[str, Any]]:
-    """The helper of a masking explanation: its effect with a 95 % interval and (negative) share."""
+    """The helper of a masking explanation: its effect with a 95 % interval, (negative) share and the mask's posterior.
+
+    Only when a mask leads its answer's explanations: the stop waits for the answer, not for the helper."""
     h = post.hyps[k]
     if h.kind != "mask":
         return []
@@ -110,7 +112,7 @@ def masking(post: Posterior, k: int, names: list[str]) -> list[dict[str, Any]]:
     value, se = float(post.coef[k][1]), math.sqrt(max(float(post.cov[k][1, 1]), 0.0))
     share = value / post.gap[k] if post.gap[k] else None
     return [{"factor": g, "name": names[g], "effect": value, "ci_low": value - Z95 * se, "ci_high": value + Z95 * se,
-             "explained_fraction": share}]
+             "explained_fraction": share, "probability": float(post.prob[k])}]
 
 
 def sentence(h: Explanation, names: list[str], prob: float, r: Any, q: Any, regression: Effect) -> str:

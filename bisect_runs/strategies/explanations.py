@@ -27,6 +27,7 @@ KIND_PRIOR = {
 PRIOR_TEMPER = 0.5  # weight of the impact ranking in the per-factor prior; the rest is uniform
 RANK_SPREAD = 2.0  # the top-ranked factor is exp(RANK_SPREAD) times as likely as the last before tempering
 PAIR_POOL = 6  # pairs, masks and triples are formed among this many leading suspects
+MASKED = 2  # the leading suspects whose masks are formed with every other factor as the helper
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,15 @@ class Explanation:
         return frozenset(i for c in self.culprits for i in c)
 
     @property
+    def answer(self) -> tuple[str, frozenset[frozenset[int]]]:
+        """What a verdict from this explanation claims: its classification and culprit sets.
+
+        A masked culprit and a lone one claim the same answer: the helper is a note beside it,
+        made when a mask leads the answer's explanations (with that mask's own probability).
+        """
+        return self.classification, frozenset(frozenset(c) for c in self.culprits)
+
+    @property
     def classification(self) -> str:
         names = {"single": "single", "mask": "single", "additive": "additive", "and": "AND", "or": "OR"}
         return names.get(self.kind, {"and3": "combination", "diffuse": "diffuse"}.get(self.kind, "not reproduced"))
@@ -104,12 +114,18 @@ def factor_weights(scores: Sequence[float], n: int) -> np.ndarray:
 
 
 def hypotheses(n: int, pool: Sequence[int]) -> list[Explanation]:
-    """Null, every single, diffuse, and the pair/mask/triple kinds among `pool`."""
+    """Null, every single, diffuse, the pair/mask/triple kinds among `pool`, and masks of its first MASKED by any helper.
+
+    A helper is no suspect of harm (it helps), so it would rarely make the pool: each of the
+    leading suspects is paired with every other factor as its helper.
+    """
     out = [Explanation("null"), *(Explanation("single", (i,)) for i in range(n))]
-    pool = sorted(list(dict.fromkeys(pool))[:PAIR_POOL])
+    ranked = list(dict.fromkeys(pool))
+    pool = sorted(ranked[:PAIR_POOL])
     for i, j in itertools.combinations(pool, 2):
         out += [Explanation("additive", (i, j)), Explanation("and", (i, j)), Explanation("or", (i, j))]
         out += [Explanation("mask", (i, j)), Explanation("mask", (j, i))]
+    out += [Explanation("mask", (i, j)) for i in ranked[:MASKED] for j in range(n) if j != i and j not in pool]
     out += [Explanation("and3", t) for t in itertools.combinations(pool, 3)]
     if n > 2:
         out.append(Explanation("diffuse"))

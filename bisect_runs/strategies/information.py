@@ -5,7 +5,11 @@ round's outcomes (Kolchinsky & Tracey's Bhattacharyya bound for a Gaussian mixtu
 plausible explanation predicts a mean loss at every point, the round shares one seed so
 the part of the noise common to it cancels, and points whose predictions differ by many
 noise sds between likely explanations are worth most. A local search flips factors of the
-leading suspects in and out of the points; the other factors are set at random.
+leading suspects in and out of the points, keeping a flip only when it adds at least
+MIN_GAIN nats; every other factor keeps its random draw. That keeps the factors no likely
+explanation involves balanced and unconfounded from round to round, so an effect none of
+them names (a masking helper, a second culprit) stays estimable instead of being aliased
+with the blocks of factors the first rounds tested together.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from bisect_runs.strategies.posterior import Posterior
 MAX_HYPOTHESES = 120  # the most probable ones the criterion weighs
 MAX_SUSPECTS = 24  # factors the local search may flip
 SWEEPS = 2
+MIN_GAIN = 0.01  # nats a flip must add to be made; smaller gains are ties, left at the round's random draw
 
 
 class Predictor:
@@ -113,7 +118,7 @@ def choose(
             for f in suspects:
                 xb[row, f] = 1.0 - xb[row, f]
                 v = value(xb)
-                if v > best + 1e-9 and distinct(xb, row):
+                if v > best + MIN_GAIN and distinct(xb, row):
                     best, improved = v, True
                 else:
                     xb[row, f] = 1.0 - xb[row, f]

@@ -59,6 +59,25 @@ class Posterior:
     def best(self) -> int:
         return int(np.argmax(self.prob))
 
+    def leading(self) -> tuple[int, float]:
+        """The most probable answer (explanations claiming the same culprits and classification pooled):
+        its most probable explanation and the answer's posterior probability."""
+        mass: dict[object, float] = {}
+        for h, p in zip(self.hyps, self.prob, strict=True):
+            mass[h.answer] = mass.get(h.answer, 0.0) + float(p)
+        answer = max(mass, key=lambda a: mass[a])
+        members = [k for k, h in enumerate(self.hyps) if h.answer == answer]
+        return max(members, key=lambda k: self.prob[k]), mass[answer]
+
+    def p_answer_exceeds(self, k: int, min_effect: float) -> float:
+        """P(f(B) - f(A) > min_effect) under the answer of hypothesis k (its explanations weighted)."""
+        answer = self.hyps[k].answer
+        members = [j for j, h in enumerate(self.hyps) if h.answer == answer]
+        total = float(sum(self.prob[j] for j in members))
+        if total <= 0:
+            return self.p_exceeds(k, min_effect)
+        return float(sum(self.prob[j] * self.p_exceeds(j, min_effect) for j in members)) / total
+
     def p_exceeds(self, k: int, min_effect: float) -> float:
         """P(f(B) - f(A) > min_effect) under hypothesis k."""
         if self.hyps[k].kind == "null":
