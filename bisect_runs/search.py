@@ -192,7 +192,8 @@ class Search:
                 "search", good=s.good, bad=s.bad, metric=s.metric, mode=s.mode, steps=s.steps,
                 strategy=s.strategy, command=s.command, executor=s.executor,
                 differences=[d.to_json() for d in self.diff.differences],
-                invocation=self.invocation, invoked_in=str(Path.cwd()), flags=settings_flags(s, Path.cwd()),
+                invocation=self.invocation, invoked_in=str(Path.cwd()),
+                flags=None if s.defaults else settings_flags(s, Path.cwd()),  # inline defaults have no flag
                 factors=[{"name": f.name, "keys": _factor_keys(f)} for f in self.factors],
                 checkpoint=None if self.checkpoint is None else self.checkpoint.to_json(), checkpoint_key=s.checkpoint_key,
             )  # fmt: skip
