@@ -133,6 +133,19 @@ def test_patience_stops_early(tmp_path: Path) -> None:
     assert "Early stop" in done.stdout
 
 
+def test_the_mdn_project_file_searches_the_five_differences_of_the_demo_page() -> None:
+    from bisect_runs.diff import diff_configs
+    from bisect_runs.project import load_project, make_settings
+    from bisect_runs.sources import load_config
+
+    settings = make_settings(load_project(ROOT / "mdn.bisect.yaml"), {})
+    assert (settings.metric, settings.mode, settings.steps) == ("val_nll", "min", 600)
+    good, bad = (load_config(settings.config_spec(c) or "") for c in (settings.good, settings.bad))
+    result = diff_configs(good, bad, settings.diff_options())
+    assert sorted(d.key for d in result.differences) == ["eval.eval_perm_average", "eval.eval_slot_id_mode",
+                                                        "model.aux_loss_diagonal", "train.patience", "train.perm_warmup_steps"]
+
+
 @pytest.mark.slow
 def test_e5_is_worse_than_e4_beyond_seed_noise_because_of_its_diagonal_aux_loss(tmp_path: Path) -> None:
     """At the budget of docs/demo.md's MDN search, E5 regresses on every seed, and E5 with only
