@@ -56,8 +56,9 @@ class Posterior:
     shared: float  # share of the noise variance common to a seed (posterior mean)
     level: np.ndarray | None = None  # posterior mean loss at A per hypothesis (centred: the same offset for all)
 
-    def best(self) -> int:
-        return int(np.argmax(self.prob))
+    def members(self, answer: object) -> list[int]:
+        """The explanations that claim `answer` (see Explanation.answer)."""
+        return [k for k, h in enumerate(self.hyps) if h.answer == answer]
 
     def leading(self) -> tuple[int, float]:
         """The most probable answer (explanations claiming the same culprits and classification pooled):
@@ -66,13 +67,11 @@ class Posterior:
         for h, p in zip(self.hyps, self.prob, strict=True):
             mass[h.answer] = mass.get(h.answer, 0.0) + float(p)
         answer = max(mass, key=lambda a: mass[a])
-        members = [k for k, h in enumerate(self.hyps) if h.answer == answer]
-        return max(members, key=lambda k: self.prob[k]), mass[answer]
+        return max(self.members(answer), key=lambda k: self.prob[k]), mass[answer]
 
     def p_answer_exceeds(self, k: int, min_effect: float) -> float:
         """P(f(B) - f(A) > min_effect) under the answer of hypothesis k (its explanations weighted)."""
-        answer = self.hyps[k].answer
-        members = [j for j, h in enumerate(self.hyps) if h.answer == answer]
+        members = self.members(self.hyps[k].answer)
         total = float(sum(self.prob[j] for j in members))
         if total <= 0:
             return self.p_exceeds(k, min_effect)
