@@ -43,14 +43,15 @@ class Demo:
     ignore: list[str]
 
 
+PROJECTS = {"speech": ("bisect.yaml", "bisect_runs.demo.speech"), "mdn": ("mdn.bisect.yaml", "bisect_runs.demo.mdn")}
+
+
 def demo(name: str) -> Demo:
-    """speech: what bisect.yaml says; mdn: the flags docs/demo.md's MDN search gives."""
-    if name == "mdn":
-        return Demo("bisect_runs.demo.mdn", "val_nll", "configs/e4", "configs/e5", "configs/mdn_defaults.yaml", 600,
-                    {}, {}, ["train.*_dir"])
-    proj = yaml.safe_load((ROOT / "bisect.yaml").read_text())
-    return Demo("bisect_runs.demo.speech", proj["metric"], proj["good"], proj["bad"], proj.get("defaults"),
-                int(proj["steps"]), proj.get("aliases", {}), proj.get("groups", {}), proj.get("ignore", []))
+    """A demo as its project file in the repository root describes it (bisect.yaml, mdn.bisect.yaml)."""
+    file, module = PROJECTS[name]
+    proj = yaml.safe_load((ROOT / file).read_text())
+    return Demo(module, proj["metric"], proj["good"], proj["bad"], proj.get("defaults"), int(proj["steps"]),
+                proj.get("aliases", {}), proj.get("groups", {}), proj.get("ignore", []))
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ def markdown(rows: list[dict[str, Any]], metric: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--demo", choices=("speech", "mdn"), default="speech", help="speech: bisect.yaml's pair; mdn: E4 and E5")
-    p.add_argument("--steps", type=int, default=None, help="default: bisect.yaml's budget (speech), 600 (mdn)")
+    p.add_argument("--steps", type=int, default=None, help="default: the budget of the demo's project file")
     p.add_argument("--scale", default="tiny")
     p.add_argument("--seeds", type=int, default=None, help="seeds of A and B (default 2; 5 with --truth)")
     p.add_argument("--toggle-seeds", type=int, default=3)
