@@ -22,7 +22,14 @@ from bisect_runs.checkpoint import shared_prefix
 from bisect_runs.crashes import attempt_counts
 from bisect_runs.curves import Reference
 from bisect_runs.diff import Factor, diff_configs
-from bisect_runs.early_stop import EXPLORING, STREAMED, cost, judge_for, reference_of
+from bisect_runs.early_stop import (
+    EXPLORING,
+    REFERENCE_LABELS,
+    STREAMED,
+    cost,
+    judge_for,
+    reference_of,
+)
 from bisect_runs.errors import RunError
 from bisect_runs.executors import get_executor
 from bisect_runs.journal import JOURNAL_FILE, Journal, disk_space, set_aside
@@ -349,11 +356,12 @@ class Search:
         ]  # fmt: skip
         return explanation_so_far(values, [f.name for f in self.factors], self.settings.mode)
 
-    def early_judge(self) -> EarlyJudge | None:
+    def early_judge(self, in_full: frozenset[str] = frozenset()) -> EarlyJudge | None:
         """The runner's early-stop judge for the next round (None: every trial runs its full budget).
 
         The reference is A's and B's curves of the searched differences; only exploring rounds use it
-        (early_stop.EXPLORING), and not in a second search over the held differences.
+        (early_stop.EXPLORING), and not in a second search over the held differences. The trials
+        labelled in `in_full` (requested in full: a verdict's numbers come from them) always run the budget.
         """
         s = self.settings
         if not s.early_stop or s.metric_source not in STREAMED or self.phase not in EXPLORING:
@@ -365,11 +373,11 @@ class Search:
             runs = [(p, o) for (p, _), outs in self.outcomes.items() for o in outs]
             a, b = ([o for p, o in runs if p == point] for point in (frozenset(), full))
             self.reference = reference_of(a, b, s.mode, int(s.steps or 0))
-        return judge_for(self.reference)
+        return judge_for(self.reference, REFERENCE_LABELS | in_full)
 
     def run_round(self, requests: list[Request], runner: TrialRunner) -> list[Observation]:
         trials = [self.trial_for(r) for r in requests]
-        runner.early_stop = self.early_judge()
+        runner.early_stop = self.early_judge(frozenset(t.label for t, r in zip(trials, requests, strict=True) if r.full))
         outcomes = runner.run(trials)
         if not self.rounds and not any(o.status == OK for o in outcomes):
             raise _NothingRan(nothing_ran(trials, outcomes, self.out_dir))
@@ -383,7 +391,8 @@ class Search:
             status = INFRA if getattr(outcome, "infra", False) else outcome.status
             value = outcome.value if outcome.status == OK else None
             attempts, crashed = attempt_counts(outcome)
-            observations.append(Observation(request.point, request.seed, status, value, attempts, crashed))
+            projected = outcome.stopped_early is not None
+            observations.append(Observation(request.point, request.seed, status, value, attempts, crashed, projected))
         self.observations += observations
         if self.seed_check.ignored is None:
             self.seed_check = check_seeds(self.observations)

@@ -215,8 +215,8 @@ class SimulatedTrials:
                 full = {0: self._a, sc.n: self._b}.get(len(request.point))
                 if full is not None:
                     full.append((history, obs.value))
-                elif ref is not None and (stop := ref.judge(history)) is not None:
-                    obs, ran = replace(obs, value=stop.value), stop.step
+                elif ref is not None and not request.full and (stop := ref.judge(history)) is not None:
+                    obs, ran = replace(obs, value=stop.value, projected=True), stop.step
                     self.stops.append(stop.step)
             self.trial_steps += ran
             out.append(obs)

@@ -112,3 +112,12 @@ def test_early_stop_setting_must_be_true_or_false(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["search", "--project", str(project(tmp_path, early_stop="yes") / "bisect.yaml")])
     assert result.exit_code == 2
     assert "early_stop must be true or false (got 'yes')" in result.output
+
+
+def test_a_trial_requested_in_full_runs_the_whole_budget(tmp_path: Path) -> None:
+    """An exploring round may ask some trials in full (`bayes` confirming its answer): they are never judged."""
+    judge = searched(project(tmp_path), "bayes").early_judge(frozenset({"A + {weight_decay}"}))
+    assert judge is not None
+    near_a = [(4 * k, 8.0 / k) for k in range(1, 4)]
+    assert judge(make_trial("A + {weight_decay}", {}, 7, STEPS, ()), near_a) is None
+    assert judge(make_trial("A + {clip}", {}, 7, STEPS, ()), near_a) is not None

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bisect_runs.simulation import Scenario, make_scenario
+from bisect_runs.simulation import Scenario, SimulatedTrials, make_scenario
 from bisect_runs.strategies import drive, make_strategy
-from bisect_runs.strategies.base import Decision, SearchContext
+from bisect_runs.strategies.base import Decision, Observation, Request, SearchContext
 from bisect_runs.strategies.explanations import Explanation, factor_weights, hypotheses, log_priors
 
 N = 12
@@ -98,6 +98,26 @@ def test_random_timeouts_are_not_blamed() -> None:
         sc = scenario("single", 4.0, seed, timeout=0.07)
         decision, *_ = solve(sc)
         assert sc.correct(decision.reproduced, decision.culprits), decision.verdict
+
+
+def test_the_answer_is_confirmed_by_runs_of_the_whole_budget() -> None:
+    """With early stopping, exploring trials stop once clear, but the verdict's A + T and B - T run in full."""
+    sc = scenario("single", 8.0, 2, n=40)
+    trials = SimulatedTrials(sc, steps=200, evals=10, early_stop=True, phase="bayes")
+    seen: list[Observation] = []
+
+    def evaluate(requests: list[Request]) -> list[Observation]:
+        out = trials.evaluate(requests)
+        seen.extend(out)
+        return out
+
+    ctx = SearchContext(n_factors=sc.n, factor_names=None, parallel=4, min_effect=0.25, prior_scores=sc.priors)
+    decision, runs, _ = drive(make_strategy("bayes", ctx), evaluate, ctx)
+    assert sc.correct(decision.reproduced, decision.culprits)
+    assert any(o.projected for o in seen) and trials.trial_steps < runs * 200
+    t = frozenset(decision.culprits[0])
+    for point in (t, frozenset(range(sc.n)) - t):
+        assert any(o.point == point and not o.projected for o in seen), point
 
 
 def test_a_spent_budget_gives_the_best_answer_so_far() -> None:

@@ -25,6 +25,7 @@ FAILED = frozenset({DIVERGED, CRASHED, TIMEOUT})
 class Request:
     point: Point
     seed: int
+    full: bool = False  # run the whole budget even in an exploring round (a verdict's numbers come from it)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Observation:
     value: float | None  # the reduced metric; None unless status == "ok"
     attempts: int = 1  # runs of this trial, retries included
     crashed_attempts: int = 0  # of them crashed (a crashed status counts one even when left 0)
+    projected: bool = False  # stopped early: `value` is its projection to the full budget
 
 
 @dataclass

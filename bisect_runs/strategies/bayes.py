@@ -48,7 +48,7 @@ def bayes(ctx: SearchContext) -> Strategy:
     for _ in range(MAX_ROUNDS):
         first = hypotheses(n, list(np.argsort(-weights, kind="stable")))
         points = choose(post, n, slots(ctx), forced_points(ev, post, slots(ctx)), rng, first, log_priors(first, weights))
-        got = yield from ask(ev, blocked(ev, points), "bayes", log)
+        got = yield from ask(ev, blocked(ev, points, confirming(post, n)), "bayes", log)
         if got is None:
             return conclude(ev, post, log, complete=False)
         post = update(ev, weights, post)
@@ -120,8 +120,9 @@ def suspects(first: Posterior, previous: Posterior | None, n: int) -> list[int]:
     return list(dict.fromkeys(merged))
 
 
-def blocked(ev: Evidence, points: list[Point]) -> list[Request]:
-    """The round's requests on one shared seed; a point's k-th copy on the round's k-th seed."""
+def blocked(ev: Evidence, points: list[Point], full: frozenset[Point] = frozenset()) -> list[Request]:
+    """The round's requests on one shared seed; a point's k-th copy on the round's k-th seed.
+    The points in `full` run the whole budget (never stopped early)."""
     seeds: list[int] = []
     copies: dict[Point, int] = {}
     out = []
@@ -129,8 +130,18 @@ def blocked(ev: Evidence, points: list[Point]) -> list[Request]:
         k = copies[p] = copies.get(p, -1) + 1
         while len(seeds) <= k:
             seeds.append(ev.fresh_seed())
-        out.append(ev.request(p, seeds[k]))
+        out.append(ev.request(p, seeds[k], full=p in full))
     return out
+
+
+def confirming(post: Posterior | None, n: int) -> frozenset[Point]:
+    """A + T and B - T of the leading explanation once it is likely: the verdict's shares come from them,
+    so they run in full (the stop counts only full runs of them)."""
+    if post is None:
+        return frozenset()
+    k, mass = post.leading()
+    t = post.hyps[k].touched
+    return frozenset({frozenset(t), b_point(n) - t}) if t and mass >= CONFIRM_AT else frozenset()
 
 
 def forced_points(ev: Evidence, post: Posterior | None, slots: int) -> list[Point]:
@@ -149,7 +160,7 @@ def forced_points(ev: Evidence, post: Posterior | None, slots: int) -> list[Poin
         out += [p for p in (a, b) if ev.count(p) < MIN_REFERENCE]
         t = best.touched
         if t:
-            out += [p for p in (frozenset(t), b - t) if ev.count(p) == 0]
+            out += [p for p in (frozenset(t), b - t) if ev.count(p, full=True) == 0]
     out = list(dict.fromkeys(out))
     if best.kind == "null" and post.p_reproduced(ev.ctx.min_effect) < CONFIDENCE:
         out += [a, b] * (slots // 2 - 1)
@@ -192,7 +203,7 @@ def answered(ev: Evidence, post: Posterior) -> bool:
     if best.kind == "diffuse":  # it fits an effect per factor: only runs well beyond that many can back it
         return sum(len(v) for v in ev.ok_losses().values()) >= DIFFUSE_RUNS * (n + 1)
     t = best.touched
-    return all(ev.count(p) > 0 for p in (frozenset(t), b - t)) if t else True
+    return all(ev.count(p, full=True) > 0 for p in (frozenset(t), b - t)) if t else True
 
 
 __all__ = ["CONFIDENCE", "bayes"]

@@ -53,14 +53,15 @@ class Evidence:
         self.next_seed += 1
         return seed
 
-    def request(self, point: Point, seed: int | None = None) -> Request:
-        """A request for `point`; a fresh seed when `seed` is None or that (point, seed) was already run."""
+    def request(self, point: Point, seed: int | None = None, full: bool = False) -> Request:
+        """A request for `point`; a fresh seed when `seed` is None or that (point, seed) was already run.
+        full: it runs the whole budget, never stopped early."""
         if seed is None or (point, seed) in self.requested:
             seed = self.fresh_seed()
             while (point, seed) in self.requested:
                 seed = self.fresh_seed()
         self.requested.add((point, seed))
-        return Request(point, seed)
+        return Request(point, seed, full)
 
     def add(self, observations: list[Observation]) -> None:
         for o in observations:
@@ -144,8 +145,18 @@ class Evidence:
             out[o.point][1] += 1
         return {p: (f, n) for p, (f, n) in out.items()}
 
-    def count(self, point: Point) -> int:
-        return sum(1 for o in self.judged() if o.point == point)
+    def count(self, point: Point, full: bool = False) -> int:
+        """Judged runs at `point` (full: only those that ran the whole budget, no projection)."""
+        return sum(1 for o in self.judged() if o.point == point and not (full and o.projected))
+
+    def measured(self) -> dict[Point, list[float]]:
+        """As `grouped`, but a point that has runs of the whole budget keeps only those (no projections)."""
+        full: set[Point] = {o.point for o in self.judged() if not o.projected}
+        out: dict[Point, list[float]] = defaultdict(list)
+        for o, v in zip(self.judged(), self.table()[1], strict=True):
+            if not o.projected or o.point not in full:
+                out[o.point].append(float(v))
+        return out
 
     # -- naming ------------------------------------------------------------------------
 
