@@ -102,7 +102,7 @@ def test_random_timeouts_are_not_blamed() -> None:
 
 def test_the_answer_is_confirmed_by_runs_of_the_whole_budget() -> None:
     """With early stopping, exploring trials stop once clear, but the verdict's A + T and B - T run in full."""
-    sc = scenario("single", 8.0, 2, n=40)
+    sc = scenario("single", 8.0, 8, n=24)
     trials = SimulatedTrials(sc, steps=200, evals=10, early_stop=True, phase="bayes")
     seen: list[Observation] = []
 

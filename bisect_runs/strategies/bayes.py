@@ -31,7 +31,7 @@ from bisect_runs.strategies.rounds import ask, slots
 CONFIDENCE = 0.95  # posterior probability at which an explanation (or "no regression") is the answer
 CONFIRM_AT = 0.5  # from this posterior on, the leading explanation's own A + T and B - T runs are scheduled
 MIN_REFERENCE = 2  # runs of A and of B before any answer (the reported B - A needs a spread)
-MEMBER_SHARE = 0.2  # each member of an explanation carries at least this share of the B - A gap seen
+MEMBER_SHARE = 0.25  # each member of an explanation carries at least this share of the B - A gap seen (auto's BYSTANDER)
 DIFFUSE_RUNS = 2  # "diffuse" is an answer only after this many finished runs per coefficient it fits (n + 1)
 MAX_ROUNDS = 40  # an answer still short of CONFIDENCE after this many rounds is reported as incomplete
 
