@@ -13,4 +13,3 @@ def test_a_strong_single_culprit_leads_before_the_search_stops() -> None:
     assert row["settled"] is not None and row["settled"] < row["runs"]  # the confirming rounds come after
     assert isinstance(row["top_is_culprit"], bool)
     assert bayes_module.update is update  # the tracing hook is taken out again
-

@@ -15,6 +15,7 @@ note gets one more round.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -120,7 +121,7 @@ def suspects(first: Posterior, previous: Posterior | None, n: int) -> list[int]:
     return list(dict.fromkeys(merged))
 
 
-def blocked(ev: Evidence, points: list[Point], full: frozenset[Point] = frozenset()) -> list[Request]:
+def blocked(ev: Evidence, points: list[Point], full: Collection[Point] = ()) -> list[Request]:
     """The round's requests on one shared seed; a point's k-th copy on the round's k-th seed.
     The points in `full` run the whole budget (never stopped early)."""
     seeds: list[int] = []
@@ -134,14 +135,14 @@ def blocked(ev: Evidence, points: list[Point], full: frozenset[Point] = frozense
     return out
 
 
-def confirming(post: Posterior | None, n: int) -> frozenset[Point]:
+def confirming(post: Posterior | None, n: int) -> tuple[Point, ...]:
     """A + T and B - T of the leading explanation once it is likely: the verdict's shares come from them,
     so they run in full (the stop counts only full runs of them)."""
     if post is None:
-        return frozenset()
+        return ()
     k, mass = post.leading()
     t = post.hyps[k].touched
-    return frozenset({frozenset(t), b_point(n) - t}) if t and mass >= CONFIRM_AT else frozenset()
+    return (frozenset(t), b_point(n) - t) if t and mass >= CONFIRM_AT else ()
 
 
 def forced_points(ev: Evidence, post: Posterior | None, slots: int) -> list[Point]:
@@ -158,9 +159,7 @@ def forced_points(ev: Evidence, post: Posterior | None, slots: int) -> list[Poin
     best = post.hyps[k]
     if mass >= CONFIRM_AT or best.kind == "null":
         out += [p for p in (a, b) if ev.count(p) < MIN_REFERENCE]
-        t = best.touched
-        if t:
-            out += [p for p in (frozenset(t), b - t) if ev.count(p, full=True) == 0]
+        out += [p for p in confirming(post, n) if ev.count(p, full=True) == 0]
     out = list(dict.fromkeys(out))
     if best.kind == "null" and post.p_reproduced(ev.ctx.min_effect) < CONFIDENCE:
         out += [a, b] * (slots // 2 - 1)

@@ -151,9 +151,10 @@ class Evidence:
 
     def measured(self) -> dict[Point, list[float]]:
         """As `grouped`, but a point that has runs of the whole budget keeps only those (no projections)."""
-        full: set[Point] = {o.point for o in self.judged() if not o.projected}
+        judged = self.judged()
+        full = {o.point for o in judged if not o.projected}
         out: dict[Point, list[float]] = defaultdict(list)
-        for o, v in zip(self.judged(), self.table()[1], strict=True):
+        for o, v in zip(judged, self.table()[1], strict=True):
             if not o.projected or o.point not in full:
                 out[o.point].append(float(v))
         return out
