@@ -8,7 +8,10 @@ the posterior after every round and prints the runs at which the true culprit se
 became the leading answer (any classification) and stayed so to the end, beside the runs the
 search used. The runs after that point are spent on certainty: on the classification (additive,
 OR or AND), on ruling out a second culprit, and on the confirming runs. With `--prior
-informative` it also splits the runs by whether the ranking put a culprit first.
+informative` it also splits the runs by whether the ranking put a culprit first. `--show K`
+also prints repetition K round by round: the four leading answers and their posterior.
+
+    python benchmarks/bayes_trace.py --scenario additive2 --d 2 --reps 2 --show 1
 """
 
 from __future__ import annotations
@@ -39,11 +42,17 @@ def trace(kind: str, n: int, d: float, rep: int, prior: str, parallel: int) -> d
     ctx = SearchContext(n_factors=n, factor_names=[f"f{i}" for i in range(n)], parallel=parallel,
                         min_effect=MIN_EFFECT, prior_scores=sc.priors, seed_base=rep * 1000)  # fmt: skip
     leading: list[tuple[int, Any]] = []
+    answers: list[tuple[int, list[tuple[str, float]]]] = []  # runs so far, the four leading answers
     update = bayes_module.update
 
     def traced(ev: Any, weights: Any, previous: Any) -> Any:
         post = update(ev, weights, previous)
         leading.append((len(ev.observations), post.hyps[post.leading()[0]].answer[1]))
+        mass: dict[Any, float] = {}
+        for h, p in zip(post.hyps, post.prob, strict=True):
+            mass[h.answer] = mass.get(h.answer, 0.0) + float(p)
+        top = sorted(mass.items(), key=lambda kv: -kv[1])[:4]
+        answers.append((len(ev.observations), [(answer_name(a), m) for a, m in top]))
         return post
 
     bayes_module.update = traced
@@ -55,7 +64,15 @@ def trace(kind: str, n: int, d: float, rep: int, prior: str, parallel: int) -> d
     settled = next((k for i, (k, _) in enumerate(leading) if all(a == truth for _, a in leading[i:])), None)
     top = int(np.argmax(sc.priors))
     return {"correct": sc.correct(decision.reproduced, decision.culprits), "runs": runs, "rounds": rounds,
-            "settled": settled, "top_is_culprit": any(top in c for c in sc.truth)}  # fmt: skip
+            "settled": settled, "top_is_culprit": any(top in c for c in sc.truth), "answers": answers,
+            "truth": sc.truth}  # fmt: skip
+
+
+def answer_name(answer: Any) -> str:
+    """An answer (classification, culprit sets) as text: `additive {1} {6}`, `AND {1, 6}`."""
+    classification, culprits = answer
+    sets = sorted(sorted(c) for c in culprits)
+    return " ".join([classification, *("{" + ", ".join(map(str, c)) + "}" for c in sets)])
 
 
 def main() -> None:
@@ -66,6 +83,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--prior", choices=PRIORS, default="uniform")
     parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--show", type=int, metavar="K", help="also print repetition K round by round")
     args = parser.parse_args()
     rows = [trace(args.scenario, args.n, args.d, rep, args.prior, args.parallel) for rep in range(args.reps)]
     print("| rep | correct | runs | rounds | truth leads for good from run |")
@@ -83,6 +101,11 @@ def main() -> None:
             part = [r["runs"] for r in rows if r["top_is_culprit"] is flag]
             if part:
                 print(f"the ranking {name}: {len(part)} reps, {statistics.mean(part):.1f} runs")
+    if args.show is not None and 0 <= args.show < len(rows):
+        r = rows[args.show]
+        print(f"\nrepetition {args.show} (truth {r['truth']}): the leading answers after each round")
+        for runs, top in r["answers"]:
+            print(f"{runs:4d} runs: " + "; ".join(f"{name} {p:.3f}" for name, p in top))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import optuna
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.importance import FanovaImportanceEvaluator
 from sklearn.ensemble import RandomForestRegressor
 
@@ -108,7 +108,7 @@ def fanova_importance(sw: Sweep, seed: int) -> np.ndarray:
     if len(sw.y) < 2:
         return np.zeros(n)
     names = [f"f{i}" for i in range(n)]
-    space = {name: CategoricalDistribution(["A", "B"]) for name in names}
+    space: dict[str, BaseDistribution] = {name: CategoricalDistribution(["A", "B"]) for name in names}
     study = optuna.create_study()
     study.add_trials([
         optuna.trial.create_trial(

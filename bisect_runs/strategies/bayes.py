@@ -180,8 +180,8 @@ def abstains(ev: Evidence) -> bool:
 
 
 def note_open(post: Posterior) -> bool:
-    """Whether the answer is settled but not whether a helper masks it (a mask holds more than 1 - CONFIDENCE of it
-    and no one explanation CONFIDENCE): the masking note then gets one more round, no more."""
+    """Whether the answer is settled but not whether a helper masks it (its masks together hold more than
+    1 - CONFIDENCE of it and no one explanation CONFIDENCE): the masking note then gets one more round, no more."""
     k, mass = post.leading()
     masked = sum(float(post.prob[j]) for j in post.members(post.hyps[k].answer) if post.hyps[j].kind == "mask")
     return masked > (1 - CONFIDENCE) * mass and post.prob[k] < CONFIDENCE * mass
