@@ -48,10 +48,7 @@ def trace(kind: str, n: int, d: float, rep: int, prior: str, parallel: int) -> d
     def traced(ev: Any, weights: Any, previous: Any) -> Any:
         post = update(ev, weights, previous)
         leading.append((len(ev.observations), post.hyps[post.leading()[0]].answer[1]))
-        mass: dict[Any, float] = {}
-        for h, p in zip(post.hyps, post.prob, strict=True):
-            mass[h.answer] = mass.get(h.answer, 0.0) + float(p)
-        top = sorted(mass.items(), key=lambda kv: -kv[1])[:4]
+        top = sorted(post.answers().items(), key=lambda kv: -kv[1])[:4]
         answers.append((len(ev.observations), [(answer_name(a), m) for a, m in top]))
         return post
 

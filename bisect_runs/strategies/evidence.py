@@ -124,11 +124,15 @@ class Evidence:
         y = [worst if self.is_failed(o) else self.sign * float(o.value) for o in judged]  # type: ignore[arg-type]
         return points, np.asarray(y, dtype=float)
 
-    def grouped(self) -> dict[Point, list[float]]:
-        """Judged losses (failures at the failure loss) per point."""
+    def grouped(self, measured: bool = False) -> dict[Point, list[float]]:
+        """Judged losses (failures at the failure loss) per point.
+        measured: a point that has runs of the whole budget keeps only those (no projections)."""
+        judged = self.judged()
+        full = {o.point for o in judged if not o.projected} if measured else set()
         out: dict[Point, list[float]] = defaultdict(list)
-        for p, v in zip(*self.table(), strict=True):
-            out[p].append(float(v))
+        for o, v in zip(judged, self.table()[1], strict=True):
+            if not (o.projected and o.point in full):
+                out[o.point].append(float(v))
         return out
 
     def losses(self, point: Point, seeds: set[int] | None = None) -> list[float]:
@@ -148,16 +152,6 @@ class Evidence:
     def count(self, point: Point, full: bool = False) -> int:
         """Judged runs at `point` (full: only those that ran the whole budget, no projection)."""
         return sum(1 for o in self.judged() if o.point == point and not (full and o.projected))
-
-    def measured(self) -> dict[Point, list[float]]:
-        """As `grouped`, but a point that has runs of the whole budget keeps only those (no projections)."""
-        judged = self.judged()
-        full = {o.point for o in judged if not o.projected}
-        out: dict[Point, list[float]] = defaultdict(list)
-        for o, v in zip(judged, self.table()[1], strict=True):
-            if not o.projected or o.point not in full:
-                out[o.point].append(float(v))
-        return out
 
     # -- naming ------------------------------------------------------------------------
 

@@ -60,12 +60,16 @@ class Posterior:
         """The explanations that claim `answer` (see Explanation.answer)."""
         return [k for k, h in enumerate(self.hyps) if h.answer == answer]
 
-    def leading(self) -> tuple[int, float]:
-        """The most probable answer (explanations claiming the same culprits and classification pooled):
-        its most probable explanation and the answer's posterior probability."""
+    def answers(self) -> dict[object, float]:
+        """Each answer's posterior probability: the explanations claiming the same culprits and classification pooled."""
         mass: dict[object, float] = {}
         for h, p in zip(self.hyps, self.prob, strict=True):
             mass[h.answer] = mass.get(h.answer, 0.0) + float(p)
+        return mass
+
+    def leading(self) -> tuple[int, float]:
+        """The most probable answer: its most probable explanation and the answer's posterior probability."""
+        mass = self.answers()
         answer = max(mass, key=lambda a: mass[a])
         return max(self.members(answer), key=lambda k: self.prob[k]), mass[answer]
 

@@ -154,7 +154,7 @@ def direct_shares(ev: Evidence, t: frozenset[int], level: float = DECISION_LEVEL
     """
     n = ev.ctx.n_factors
     a, b = a_point(), b_point(n)
-    groups = ev.measured()
+    groups = ev.grouped(measured=True)
     sd, df = pooled_sd(list(groups.values()))
     unknown = Fraction(math.nan, -math.inf, math.inf)
     ya, yb, yt, yu = (groups.get(p, []) for p in (a, b, frozenset(t), b - t))
